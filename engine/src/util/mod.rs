@@ -1,0 +1,3 @@
+//! Small helpers shared by every layer of the engine.
+
+pub(crate) mod coding;
