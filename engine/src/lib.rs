@@ -12,6 +12,7 @@
 
 mod error;
 mod fs;
+mod iter;
 mod key;
 mod options;
 mod util;
