@@ -11,12 +11,17 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 mod error;
+mod batch;
 mod fs;
 mod iter;
 mod key;
+mod memtable;
 mod options;
+mod range_del;
 mod util;
+mod version;
 
+pub use batch::WriteBatch;
 pub use error::{Error, Result};
 pub use fs::{DirLock, FileSystem, RandomAccessFile, ReadMode, StdFs, WritableFile};
 pub use options::{CompactionFilter, Compression, FilterDecision, Options, WalRecovery, WriteOptions};
