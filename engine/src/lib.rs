@@ -23,5 +23,9 @@ mod version;
 
 pub use batch::WriteBatch;
 pub use error::{Error, Result};
-pub use fs::{DirLock, FileSystem, RandomAccessFile, ReadMode, StdFs, WritableFile};
-pub use options::{CompactionFilter, Compression, FilterDecision, Options, WalRecovery, WriteOptions};
+pub use fs::{
+    CrashMode, DirLock, FaultOp, FileSystem, MemFs, RandomAccessFile, ReadMode, StdFs, WritableFile,
+};
+pub use options::{
+    CompactionFilter, Compression, FilterDecision, Options, WalRecovery, WriteOptions,
+};

@@ -12,10 +12,10 @@
 //! - Tables are immutable once written; a `RandomAccessFile` is never
 //!   truncated while open (the mmap reader relies on it).
 
-// mem.rs (MemFs) lands next
+mod mem;
 mod std_fs;
 
-
+pub use mem::{CrashMode, FaultOp, MemFs};
 pub use std_fs::{ReadMode, StdFs};
 
 use std::io;
