@@ -98,6 +98,16 @@ impl FragmentedTombstones {
         self.fragment(user_key).and_then(|s| s.last().copied()).unwrap_or(0)
     }
 
+    /// Largest sequence number `<= read_seq` of a tombstone covering
+    /// `user_key`, or 0: what a reader at `read_seq` must compare against.
+    pub(crate) fn max_seq_at(&self, user_key: &[u8], read_seq: u64) -> u64 {
+        let Some(seqs) = self.fragment(user_key) else {
+            return 0;
+        };
+        let i = seqs.partition_point(|&s| s <= read_seq);
+        i.checked_sub(1).and_then(|i| seqs.get(i)).copied().unwrap_or(0)
+    }
+
     /// True when some tombstone covering `user_key` has a sequence number in
     /// `(lo, hi]`: a version at `lo` is hidden by it for every reader that
     /// sees anything up to `hi`.
@@ -153,6 +163,16 @@ mod tests {
         assert!(!f.covers_between(b"d", 4, 10));
         assert!(f.covers_between(b"d", 4, 20));
         assert!(!f.covers_between(b"z", 0, u64::MAX));
+    }
+
+    #[test]
+    fn max_seq_at_ignores_tombstones_newer_than_reader() {
+        // A fragment built once for all readers answers per read sequence.
+        let ts = [t("a", "m", 4), t("c", "e", 20)];
+        let f = FragmentedTombstones::new(&ts, u64::MAX);
+        assert_eq!(f.max_seq_at(b"d", 19), 4);
+        assert_eq!(f.max_seq_at(b"d", 20), 20);
+        assert_eq!(f.max_seq_at(b"d", 3), 0);
     }
 
     #[test]

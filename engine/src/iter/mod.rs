@@ -37,3 +37,7 @@ pub(crate) trait InternalIterator: Send {
     /// The first error met; once an error is set, `valid()` is false.
     fn status(&self) -> Result<()>;
 }
+
+pub(crate) mod db_iter;
+pub(crate) mod level;
+pub(crate) mod merge;

@@ -15,10 +15,10 @@
 //! by `Arc`, and the one dropped last, once marked obsolete, reclaims the file.
 
 pub(crate) mod edit;
-// set.rs lands with the log module
+pub(crate) mod set;
 
 use crate::key;
-use crate::range_del::RangeTombstone;
+use crate::range_del::{FragmentedTombstones, RangeTombstone};
 use edit::{NewFile, VersionEdit};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -127,6 +127,8 @@ pub(crate) struct Version {
     pub levels: Vec<Vec<Arc<FileMeta>>>,
     /// Range tombstones flushed from memtables, ascending by sequence.
     pub range_tombstones: Vec<RangeTombstone>,
+    /// The same tombstones fragmented once, for reads at any sequence.
+    pub fragments: FragmentedTombstones,
 }
 
 impl Version {
@@ -199,6 +201,8 @@ pub(crate) struct VersionBuilder {
     levels: Vec<BTreeMap<u64, Arc<FileMeta>>>,
     tombstones: BTreeMap<u64, RangeTombstone>,
     reclaimer: Option<Weak<dyn FileReclaimer>>,
+    /// Tables the applied edits removed (and did not re-add).
+    removed: BTreeMap<u64, Arc<FileMeta>>,
 }
 
 impl VersionBuilder {
@@ -214,15 +218,16 @@ impl VersionBuilder {
             levels,
             tombstones,
             reclaimer,
+            removed: BTreeMap::new(),
         }
     }
 
     /// Applies one edit; an edit that names a missing file or level is an
     /// error (corruption when replaying the manifest, a bug otherwise).
     pub(crate) fn apply(&mut self, edit: &VersionEdit) -> Result<(), String> {
-        let mut moved: BTreeMap<u64, Arc<FileMeta>> = BTreeMap::new();
+        let moved = &mut self.removed;
         for (level, number) in &edit.deleted_files {
-            let files = self.levels.get_mut(*level).ok_or_else(|| format!("level {level} out of range"))?;
+                let files = self.levels.get_mut(*level).ok_or_else(|| format!("level {level} out of range"))?;
             let f = files
                 .remove(number)
                 .ok_or_else(|| format!("deleted table {number} is not in level {level}"))?;
@@ -247,15 +252,13 @@ impl VersionBuilder {
         for seq in &edit.dropped_tombstones {
             self.tombstones.remove(seq);
         }
-        // What was deleted and not re-added is obsolete once the last
-        // version naming it is dropped.
-        for f in moved.values() {
-            f.mark_obsolete();
-        }
         Ok(())
     }
 
-    pub(crate) fn build(self) -> Result<Version, String> {
+    /// The new version, and the tables it no longer names. The caller marks
+    /// those obsolete only once the edit is durable in the manifest: a table
+    /// the on-disk manifest still names must never be deleted.
+    pub(crate) fn build(self) -> Result<(Version, Vec<Arc<FileMeta>>), String> {
         let mut levels = Vec::with_capacity(self.levels.len());
         for (level, files) in self.levels.into_iter().enumerate() {
             let mut files: Vec<Arc<FileMeta>> = files.into_values().collect();
@@ -276,10 +279,13 @@ impl VersionBuilder {
             }
             levels.push(files);
         }
-        Ok(Version {
+        let range_tombstones: Vec<RangeTombstone> = self.tombstones.into_values().collect();
+        let version = Version {
             levels,
-            range_tombstones: self.tombstones.into_values().collect(),
-        })
+            fragments: FragmentedTombstones::new(&range_tombstones, u64::MAX),
+            range_tombstones,
+        };
+        Ok((version, self.removed.into_values().collect()))
     }
 }
 
@@ -307,7 +313,7 @@ mod tests {
         for e in edits {
             b.apply(e)?;
         }
-        b.build()
+        b.build().map(|(v, _)| v)
     }
 
     #[test]
