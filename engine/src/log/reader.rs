@@ -77,6 +77,8 @@ pub(crate) fn replay(
             } => match mode {
                 WalRecovery::PointInTime => {
                     if later_record_proves_synced(data, offset, resume) {
+                        let reason =
+                            format!("{reason}; a later record shows these bytes were synced");
                         return Err(Error::corruption(path, offset, reason));
                     }
                     report.torn_tail = Some((offset, (data.len() as u64).saturating_sub(offset)));
