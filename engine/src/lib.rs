@@ -10,22 +10,25 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
-mod error;
 mod batch;
+mod compaction;
+mod db;
+mod error;
 mod fs;
 mod iter;
 mod key;
+mod log;
 mod memtable;
 mod options;
 mod range_del;
+mod table;
 mod util;
 mod version;
 
 pub use batch::WriteBatch;
+pub use db::stats::{LevelStats, Stats};
+pub use db::{Db, RecoveryReport, Snapshot};
 pub use error::{Error, Result};
-pub use fs::{
-    CrashMode, DirLock, FaultOp, FileSystem, MemFs, RandomAccessFile, ReadMode, StdFs, WritableFile,
-};
-pub use options::{
-    CompactionFilter, Compression, FilterDecision, Options, WalRecovery, WriteOptions,
-};
+pub use fs::{CrashMode, DirLock, FaultOp, FileSystem, MemFs, RandomAccessFile, ReadMode, StdFs, WritableFile};
+pub use iter::db_iter::{DbIterator, IterOptions};
+pub use options::{CompactionFilter, Compression, FilterDecision, Options, WalRecovery, WriteOptions};
