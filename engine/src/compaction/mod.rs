@@ -1,0 +1,156 @@
+//! Leveled compaction: which tables to merge next (`pick`), and the merge
+//! itself (`job`).
+//!
+//! Scores: L0 scores `files / l0_compaction_trigger`; level L >= 1 scores
+//! `bytes / (max_bytes_for_level_base * ratio^(L-1))`. The highest score of
+//! at least 1 is compacted into the next level. An L0 compaction takes every
+//! L0 table (they overlap, and taking all of them keeps "a newer version is
+//! always above an older one" true); a deeper level takes one table, chosen
+//! round-robin after the level's compaction pointer, plus everything it
+//! overlaps in the next level. Tables already being compacted are skipped,
+//! so several compactions can run at once on disjoint tables.
+
+pub(crate) mod job;
+
+use crate::options::Options;
+use crate::version::{FileMeta, Version};
+use std::cmp::Ordering;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// A chosen set of input tables.
+#[derive(Debug, Clone)]
+pub(crate) struct Compaction {
+    pub level: usize,
+    /// Tables from `level`.
+    pub inputs: Vec<Arc<FileMeta>>,
+    /// Overlapping tables from `level + 1`.
+    pub next_inputs: Vec<Arc<FileMeta>>,
+    /// The version the inputs were chosen from.
+    pub version: Arc<Version>,
+}
+
+impl Compaction {
+    pub(crate) fn output_level(&self) -> usize {
+        self.level + 1
+    }
+
+    pub(crate) fn all_inputs(&self) -> impl Iterator<Item = &Arc<FileMeta>> {
+        self.inputs.iter().chain(self.next_inputs.iter())
+    }
+
+    pub(crate) fn input_bytes(&self) -> u64 {
+        self.all_inputs().map(|f| f.size).sum()
+    }
+
+    /// One table, nothing below it to merge with: move it without rewriting.
+    pub(crate) fn is_trivial_move(&self) -> bool {
+        self.inputs.len() == 1 && self.next_inputs.is_empty() && (self.level > 0 || self.version.files(0).len() == 1)
+    }
+
+    /// Largest internal key among the inputs of `level` (the next
+    /// round-robin starting point).
+    pub(crate) fn largest_input_key(&self) -> Vec<u8> {
+        self.inputs
+            .iter()
+            .map(|f| &f.largest)
+            .max_by(|a, b| crate::key::compare_internal(a, b))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn new(version: &Arc<Version>, level: usize, inputs: Vec<Arc<FileMeta>>) -> Compaction {
+        let lo = inputs.iter().map(|f| f.smallest_user_key()).min().map(<[u8]>::to_vec);
+        let hi = inputs.iter().map(|f| f.largest_user_key()).max().map(<[u8]>::to_vec);
+        let next_inputs = version.overlapping(level + 1, lo.as_deref(), hi.as_deref());
+        Compaction {
+            level,
+            inputs,
+            next_inputs,
+            version: version.clone(),
+        }
+    }
+}
+
+/// Target bytes of `level` (>= 1).
+pub(crate) fn max_bytes_for_level(opts: &Options, level: usize) -> u64 {
+    let mut bytes = opts.max_bytes_for_level_base;
+    for _ in 1..level {
+        bytes = bytes.saturating_mul(opts.level_size_ratio);
+    }
+    bytes
+}
+
+/// Compaction scores, highest first: `(score, level)` for levels that may
+/// be compacted into a next level.
+pub(crate) fn scores(version: &Version, opts: &Options) -> Vec<(f64, usize)> {
+    let last = version.num_levels().saturating_sub(1);
+    let mut out: Vec<(f64, usize)> = (0..last)
+        .map(|level| {
+            let score = if level == 0 {
+                version.files(0).len() as f64 / opts.l0_compaction_trigger.max(1) as f64
+            } else {
+                version.level_bytes(level) as f64 / max_bytes_for_level(opts, level) as f64
+            };
+            (score, level)
+        })
+        .collect();
+    out.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(Ordering::Equal));
+    out
+}
+
+/// The most urgent compaction whose tables are all free, if any level needs one.
+pub(crate) fn pick(
+    version: &Arc<Version>,
+    opts: &Options,
+    busy: &HashSet<u64>,
+    pointer: impl Fn(usize) -> Vec<u8>,
+) -> Option<Compaction> {
+    let is_free = |files: &[Arc<FileMeta>]| files.iter().all(|f| !busy.contains(&f.number));
+    for (score, level) in scores(version, opts) {
+        if score < 1.0 {
+            break;
+        }
+        let candidates: Vec<Vec<Arc<FileMeta>>> = if level == 0 {
+            vec![version.files(0).to_vec()]
+        } else {
+            round_robin(version.files(level), &pointer(level))
+                .into_iter()
+                .map(|f| vec![f])
+                .collect()
+        };
+        for inputs in candidates {
+            if inputs.is_empty() || !is_free(&inputs) {
+                continue;
+            }
+            let c = Compaction::new(version, level, inputs);
+            if is_free(&c.next_inputs) {
+                return Some(c);
+            }
+        }
+    }
+    None
+}
+
+/// The tables of a level in round-robin order: those after `pointer` first.
+fn round_robin(files: &[Arc<FileMeta>], pointer: &[u8]) -> Vec<Arc<FileMeta>> {
+    let start = if pointer.is_empty() {
+        0
+    } else {
+        files.partition_point(|f| crate::key::compare_internal(&f.largest, pointer) != Ordering::Greater)
+    };
+    files.iter().skip(start).chain(files.iter().take(start)).cloned().collect()
+}
+
+/// A manual compaction of `level`'s tables overlapping `[lo, hi]` into the
+/// next level, or `None` when there are none.
+pub(crate) fn for_range(version: &Arc<Version>, level: usize, lo: Option<&[u8]>, hi: Option<&[u8]>) -> Option<Compaction> {
+    let inputs = if level == 0 {
+        // All of L0 if any of it overlaps: see the module comment.
+        let any = !version.overlapping(0, lo, hi).is_empty();
+        if any { version.files(0).to_vec() } else { Vec::new() }
+    } else {
+        version.overlapping(level, lo, hi)
+    };
+    (!inputs.is_empty()).then(|| Compaction::new(version, level, inputs))
+}
