@@ -15,8 +15,11 @@ mod fs;
 mod iter;
 mod key;
 mod options;
+mod table;
 mod util;
 
 pub use error::{Error, Result};
 pub use fs::{DirLock, FileSystem, RandomAccessFile, ReadMode, StdFs, WritableFile};
-pub use options::{CompactionFilter, Compression, FilterDecision, Options, WalRecovery, WriteOptions};
+pub use options::{
+    CompactionFilter, Compression, FilterDecision, Options, WalRecovery, WriteOptions,
+};

@@ -15,7 +15,6 @@
 // mem.rs (MemFs) lands next
 mod std_fs;
 
-
 pub use std_fs::{ReadMode, StdFs};
 
 use std::io;

@@ -146,7 +146,8 @@ impl<K: Hash + Eq + Clone, V: Clone> ClockCache<K, V> {
     pub(crate) fn new(capacity_charge: usize, max_entries: usize) -> Self {
         let mut shards = MAX_SHARDS;
         while shards > 1
-            && (capacity_charge / shards < MIN_SHARD_CHARGE || max_entries / shards < MIN_SHARD_ENTRIES)
+            && (capacity_charge / shards < MIN_SHARD_CHARGE
+                || max_entries / shards < MIN_SHARD_ENTRIES)
         {
             shards /= 2;
         }
@@ -223,10 +224,18 @@ mod tests {
         }
         for cold in 100..1_000u64 {
             for hot in 0..5 {
-                assert_eq!(cache.get(&hot), Some(hot), "hot entry {hot} evicted at {cold}");
+                assert_eq!(
+                    cache.get(&hot),
+                    Some(hot),
+                    "hot entry {hot} evicted at {cold}"
+                );
             }
             cache.insert(cold, cold, 10);
-            assert!(cache.total_charge() <= 100, "charge {}", cache.total_charge());
+            assert!(
+                cache.total_charge() <= 100,
+                "charge {}",
+                cache.total_charge()
+            );
         }
         assert_eq!(cache.len(), 10);
     }
@@ -259,10 +268,16 @@ mod tests {
         let cache: ClockCache<&str, u32> = ClockCache::new(1000, usize::MAX);
         cache.insert("a", 1, 10);
         cache.insert("a", 2, 30);
-        assert_eq!((cache.get(&"a"), cache.total_charge(), cache.len()), (Some(2), 30, 1));
+        assert_eq!(
+            (cache.get(&"a"), cache.total_charge(), cache.len()),
+            (Some(2), 30, 1)
+        );
         cache.remove(&"a");
         cache.remove(&"missing");
-        assert_eq!((cache.get(&"a"), cache.total_charge(), cache.len()), (None, 0, 0));
+        assert_eq!(
+            (cache.get(&"a"), cache.total_charge(), cache.len()),
+            (None, 0, 0)
+        );
     }
 
     #[test]

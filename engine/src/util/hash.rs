@@ -28,12 +28,18 @@ fn round(w: u64) -> u64 {
 }
 
 fn mix(h: u64, w: u64) -> u64 {
-    (h ^ round(w)).rotate_left(27).wrapping_mul(P1).wrapping_add(P4)
+    (h ^ round(w))
+        .rotate_left(27)
+        .wrapping_mul(P1)
+        .wrapping_add(P4)
 }
 
 /// Little-endian word from up to 8 bytes (zero padded); never panics.
 fn le_word(bytes: &[u8]) -> u64 {
-    bytes.iter().rev().fold(0u64, |acc, &b| (acc << 8) | u64::from(b))
+    bytes
+        .iter()
+        .rev()
+        .fold(0u64, |acc, &b| (acc << 8) | u64::from(b))
 }
 
 /// The 64-bit hash of `data` (do not change: on disk, in bloom filters).
