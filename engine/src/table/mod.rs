@@ -3,3 +3,4 @@
 
 mod block;
 mod block_builder;
+mod filter;
