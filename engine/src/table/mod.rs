@@ -4,3 +4,4 @@
 mod block;
 mod block_builder;
 mod filter;
+mod format;
