@@ -18,6 +18,14 @@
 //! inserted: an entry larger than its shard's share stays until the next
 //! insert into that shard evicts it.
 
+#![cfg_attr(
+    not(test),
+    allow(
+        dead_code,
+        reason = "used by the memtable flush, version set and DB read path being wired in concurrently; remove once they call it"
+    )
+)]
+
 use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hash};
