@@ -46,7 +46,11 @@ impl Error {
         }
     }
 
-    pub(crate) fn corruption(path: impl Into<PathBuf>, offset: u64, reason: impl Into<String>) -> Error {
+    pub(crate) fn corruption(
+        path: impl Into<PathBuf>,
+        offset: u64,
+        reason: impl Into<String>,
+    ) -> Error {
         Error::Corruption {
             path: path.into(),
             offset,
@@ -75,15 +79,30 @@ impl fmt::Display for Error {
             Error::Io { op, path, source } => {
                 write!(f, "I/O error during {op} on {}: {source}", path.display())
             }
-            Error::Corruption { path, offset, reason } => {
-                write!(f, "corruption in {} at offset {offset}: {reason}", path.display())
+            Error::Corruption {
+                path,
+                offset,
+                reason,
+            } => {
+                write!(
+                    f,
+                    "corruption in {} at offset {offset}: {reason}",
+                    path.display()
+                )
             }
             Error::Poisoned { cause } => {
-                write!(f, "engine refuses writes after an earlier failure (reopen to recover): {cause}")
+                write!(
+                    f,
+                    "engine refuses writes after an earlier failure (reopen to recover): {cause}"
+                )
             }
             Error::InvalidArgument(msg) => write!(f, "invalid argument: {msg}"),
             Error::Locked { path } => {
-                write!(f, "database directory is locked by another user: {}", path.display())
+                write!(
+                    f,
+                    "database directory is locked by another user: {}",
+                    path.display()
+                )
             }
             Error::Closed => write!(f, "database is closed"),
         }

@@ -190,6 +190,8 @@ impl Options {
     /// The memory the engine may hold in memtables, caches, indexes and
     /// filters together: the budget checked by the memory test.
     pub fn memory_budget_bytes(&self) -> usize {
-        self.write_buffer_bytes * self.max_memtables + self.block_cache_bytes + self.table_cache_bytes
+        self.write_buffer_bytes * self.max_memtables
+            + self.block_cache_bytes
+            + self.table_cache_bytes
     }
 }

@@ -122,7 +122,11 @@ impl DirLock for StdLock {}
 
 impl FileSystem for StdFs {
     fn create(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
-        let file = OpenOptions::new().write(true).create(true).truncate(true).open(path)?;
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)?;
         Ok(Box::new(StdWritable {
             out: BufWriter::with_capacity(64 * 1024, file),
             len: 0,
@@ -137,7 +141,9 @@ impl FileSystem for StdFs {
             // A zero-length map is an error on Linux; such a file is not a
             // valid table anyway, and pread reports that cleanly.
             ReadMode::Mmap if size == 0 => Ok(Arc::new(PreadFile { file, size })),
-            ReadMode::Mmap => Ok(Arc::new(MmapFile { map: map_file(&file)? })),
+            ReadMode::Mmap => Ok(Arc::new(MmapFile {
+                map: map_file(&file)?,
+            })),
         }
     }
 
@@ -181,7 +187,12 @@ impl FileSystem for StdFs {
     }
 
     fn lock(&self, path: &Path) -> io::Result<Box<dyn DirLock>> {
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
         match file.try_lock() {
             Ok(()) => Ok(Box::new(StdLock { _file: file })),
             Err(fs::TryLockError::WouldBlock) => Err(io::Error::new(

@@ -144,7 +144,17 @@ mod tests {
     #[test]
     fn varint_roundtrips_edge_values() {
         // Pins the LEB128 encoding at every width boundary.
-        for v in [0u64, 1, 127, 128, 16383, 16384, u32::MAX as u64, u64::MAX - 1, u64::MAX] {
+        for v in [
+            0u64,
+            1,
+            127,
+            128,
+            16383,
+            16384,
+            u32::MAX as u64,
+            u64::MAX - 1,
+            u64::MAX,
+        ] {
             let mut buf = Vec::new();
             put_varint64(&mut buf, v);
             assert_eq!(get_varint64(&buf), Some((v, buf.len())));
@@ -156,7 +166,10 @@ mod tests {
         // A decoder fed hostile bytes returns None instead of panicking.
         assert_eq!(get_varint64(&[0x80]), None);
         assert_eq!(get_varint64(&[0xff; 11]), None);
-        assert_eq!(get_varint64(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]), None);
+        assert_eq!(
+            get_varint64(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]),
+            None
+        );
         assert_eq!(get_varint32(&[0xff, 0xff, 0xff, 0xff, 0x1f]), None);
     }
 
