@@ -98,7 +98,8 @@ impl WriteBatch {
 
     /// Appends the entries of `other` (used by group commit).
     pub(crate) fn append_entries(&mut self, other: &WriteBatch) {
-        self.rep.extend_from_slice(other.rep.get(BATCH_HEADER_LEN..).unwrap_or(&[]));
+        self.rep
+            .extend_from_slice(other.rep.get(BATCH_HEADER_LEN..).unwrap_or(&[]));
         self.bump_count(other.count);
     }
 
@@ -132,7 +133,11 @@ impl WriteBatch {
                     op.key.len()
                 )));
             }
-            let value_limit = if op.kind == ValueKind::RangeDelete { max_key_bytes } else { max_value_bytes };
+            let value_limit = if op.kind == ValueKind::RangeDelete {
+                max_key_bytes
+            } else {
+                max_value_bytes
+            };
             if op.value.len() > value_limit {
                 return Err(Error::InvalidArgument(format!(
                     "value of {} bytes exceeds the limit of {value_limit}",
@@ -159,7 +164,6 @@ pub(crate) struct BatchOps<'a> {
     decoder: Decoder<'a>,
     remaining: u32,
     pub base_seq: u64,
-    pub count: u32,
 }
 
 impl<'a> BatchOps<'a> {
@@ -169,20 +173,25 @@ impl<'a> BatchOps<'a> {
         let count = decoder.fixed32().ok_or("batch shorter than its header")?;
         // Each entry takes at least 2 bytes: a count larger than that is a lie.
         if count as usize > decoder.remaining().len() / 2 {
-            return Err(format!("batch count {count} exceeds what its bytes can hold"));
+            return Err(format!(
+                "batch count {count} exceeds what its bytes can hold"
+            ));
         }
         Ok(BatchOps {
             decoder,
             remaining: count,
             base_seq,
-            count,
         })
     }
 
     fn decode_one(&mut self) -> std::result::Result<BatchOp<'a>, String> {
         let at = self.decoder.position();
-        let tag = self.decoder.u8().ok_or_else(|| format!("truncated entry at byte {at}"))?;
-        let kind = ValueKind::from_u8(tag).ok_or_else(|| format!("unknown entry kind {tag} at byte {at}"))?;
+        let tag = self
+            .decoder
+            .u8()
+            .ok_or_else(|| format!("truncated entry at byte {at}"))?;
+        let kind = ValueKind::from_u8(tag)
+            .ok_or_else(|| format!("unknown entry kind {tag} at byte {at}"))?;
         let key = self
             .decoder
             .length_prefixed()
@@ -232,11 +241,32 @@ mod tests {
         b.delete_range(b"a", b"z");
         b.set_base_seq(100);
         let ops = BatchOps::new(b.encoded()).unwrap();
-        assert_eq!((ops.base_seq, ops.count), (100, 3));
+        assert_eq!(ops.base_seq, 100);
         let got: Vec<_> = ops.map(|o| o.unwrap()).collect();
-        assert_eq!(got[0], BatchOp { kind: ValueKind::Value, key: b"k1", value: b"v1" });
-        assert_eq!(got[1], BatchOp { kind: ValueKind::Delete, key: b"k2", value: b"" });
-        assert_eq!(got[2], BatchOp { kind: ValueKind::RangeDelete, key: b"a", value: b"z" });
+        assert_eq!(
+            got[0],
+            BatchOp {
+                kind: ValueKind::Value,
+                key: b"k1",
+                value: b"v1"
+            }
+        );
+        assert_eq!(
+            got[1],
+            BatchOp {
+                kind: ValueKind::Delete,
+                key: b"k2",
+                value: b""
+            }
+        );
+        assert_eq!(
+            got[2],
+            BatchOp {
+                kind: ValueKind::RangeDelete,
+                key: b"a",
+                value: b"z"
+            }
+        );
     }
 
     #[test]
@@ -248,7 +278,10 @@ mod tests {
         b.delete(b"b");
         a.append_entries(&b);
         a.set_base_seq(7);
-        let keys: Vec<_> = BatchOps::new(a.encoded()).unwrap().map(|o| o.unwrap().key.to_vec()).collect();
+        let keys: Vec<_> = BatchOps::new(a.encoded())
+            .unwrap()
+            .map(|o| o.unwrap().key.to_vec())
+            .collect();
         assert_eq!(keys, vec![b"a".to_vec(), b"b".to_vec()]);
     }
 

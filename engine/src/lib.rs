@@ -29,6 +29,10 @@ pub use batch::WriteBatch;
 pub use db::stats::{LevelStats, Stats};
 pub use db::{Db, RecoveryReport, Snapshot};
 pub use error::{Error, Result};
-pub use fs::{CrashMode, DirLock, FaultOp, FileSystem, MemFs, RandomAccessFile, ReadMode, StdFs, WritableFile};
+pub use fs::{
+    CrashMode, DirLock, FaultOp, FileSystem, MemFs, RandomAccessFile, ReadMode, StdFs, WritableFile,
+};
 pub use iter::db_iter::{DbIterator, IterOptions};
-pub use options::{CompactionFilter, Compression, FilterDecision, Options, WalRecovery, WriteOptions};
+pub use options::{
+    CompactionFilter, Compression, FilterDecision, Options, WalRecovery, WriteOptions,
+};

@@ -21,6 +21,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering as AtomicOrdering};
 /// (tower pointers, refcount, allocation headers); counted in `approximate_bytes`.
 const ENTRY_OVERHEAD_BYTES: usize = 80;
 
+/// Owned key or value bytes in the skiplist.
+type Bytes = Box<[u8]>;
+
 /// An internal key ordered by `key::compare_internal`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct MemKey(Box<[u8]>);
@@ -51,6 +54,9 @@ pub(crate) struct MemTable {
     /// Number of the WAL file that holds this memtable's logged writes.
     wal_number: u64,
     largest_seq: AtomicU64,
+    /// Set when a write skipped the WAL: this memtable must be flushed
+    /// before a clean close, or those writes would be lost.
+    unlogged: std::sync::atomic::AtomicBool,
 }
 
 impl MemTable {
@@ -61,6 +67,7 @@ impl MemTable {
             approximate_bytes: AtomicUsize::new(0),
             wal_number,
             largest_seq: AtomicU64::new(0),
+            unlogged: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -77,12 +84,17 @@ impl MemTable {
                 end: value.to_vec(),
                 seq,
             };
-            self.range_dels.lock().unwrap_or_else(|e| e.into_inner()).push(t);
+            self.range_dels
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(t);
         } else {
             let ikey = key::make_internal_key(user_key, seq, kind);
-            self.map.insert(MemKey(ikey.into_boxed_slice()), value.into());
+            self.map
+                .insert(MemKey(ikey.into_boxed_slice()), value.into());
         }
-        self.approximate_bytes.fetch_add(charge, AtomicOrdering::Relaxed);
+        self.approximate_bytes
+            .fetch_add(charge, AtomicOrdering::Relaxed);
         self.largest_seq.fetch_max(seq, AtomicOrdering::Relaxed);
     }
 
@@ -102,7 +114,10 @@ impl MemTable {
 
     /// The range tombstones written to this memtable.
     pub(crate) fn range_tombstones(&self) -> Vec<RangeTombstone> {
-        self.range_dels.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.range_dels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Largest sequence number covering `user_key` among this memtable's
@@ -122,7 +137,20 @@ impl MemTable {
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.map.is_empty() && self.range_dels.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+        self.map.is_empty()
+            && self
+                .range_dels
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty()
+    }
+
+    pub(crate) fn mark_unlogged(&self) {
+        self.unlogged.store(true, AtomicOrdering::Relaxed);
+    }
+
+    pub(crate) fn has_unlogged(&self) -> bool {
+        self.unlogged.load(AtomicOrdering::Relaxed)
     }
 
     pub(crate) fn largest_seq(&self) -> u64 {
@@ -139,7 +167,7 @@ const WINDOW: usize = 64;
 pub(crate) struct MemTableIterator {
     mem: std::sync::Arc<MemTable>,
     dir: Direction,
-    window: Vec<(Box<[u8]>, Box<[u8]>)>,
+    window: Vec<(Bytes, Bytes)>,
     pos: usize,
     exhausted: bool,
 }
@@ -159,15 +187,17 @@ impl MemTableIterator {
     fn fill(&mut self, from: Bound<&MemKey>) {
         self.window.clear();
         self.pos = 0;
-        let take = |(k, v): (&MemKey, &Box<[u8]>)| (k.0.clone(), v.clone());
+        let take = |(k, v): (&MemKey, &Bytes)| (k.0.clone(), v.clone());
         match self.dir {
             Direction::Forward => {
                 let range = self.mem.map.range((from, Bound::Unbounded));
-                self.window.extend(range.take(WINDOW).map(|e| take((e.key(), e.value()))));
+                self.window
+                    .extend(range.take(WINDOW).map(|e| take((e.key(), e.value()))));
             }
             Direction::Reverse => {
                 let range = self.mem.map.range((Bound::Unbounded, from));
-                self.window.extend(range.rev().take(WINDOW).map(|e| take((e.key(), e.value()))));
+                self.window
+                    .extend(range.rev().take(WINDOW).map(|e| take((e.key(), e.value()))));
             }
         }
         self.exhausted = self.window.len() < WINDOW;
@@ -200,11 +230,17 @@ impl InternalIterator for MemTableIterator {
     }
 
     fn key(&self) -> &[u8] {
-        self.window.get(self.pos).map(|(k, _)| &k[..]).unwrap_or(&[])
+        self.window
+            .get(self.pos)
+            .map(|(k, _)| &k[..])
+            .unwrap_or(&[])
     }
 
     fn value(&self) -> &[u8] {
-        self.window.get(self.pos).map(|(_, v)| &v[..]).unwrap_or(&[])
+        self.window
+            .get(self.pos)
+            .map(|(_, v)| &v[..])
+            .unwrap_or(&[])
     }
 
     fn status(&self) -> Result<()> {
@@ -236,7 +272,12 @@ mod tests {
         // Window refills never skip or repeat entries, forward or reverse.
         let m = Arc::new(MemTable::new(1));
         for i in 0..500u32 {
-            m.add(u64::from(i) + 1, ValueKind::Value, format!("k{i:04}").as_bytes(), b"v");
+            m.add(
+                u64::from(i) + 1,
+                ValueKind::Value,
+                format!("k{i:04}").as_bytes(),
+                b"v",
+            );
         }
         let mut fwd = MemTableIterator::new(m.clone(), Direction::Forward);
         fwd.seek_to_first();

@@ -23,10 +23,6 @@ impl RangeTombstone {
     pub(crate) fn covers(&self, user_key: &[u8]) -> bool {
         self.start.as_slice() <= user_key && user_key < self.end.as_slice()
     }
-
-    pub(crate) fn memory_bytes(&self) -> usize {
-        self.start.len() + self.end.len() + 64
-    }
 }
 
 /// Tombstones cut into disjoint fragments `[bounds[i], bounds[i+1])`, each
@@ -40,7 +36,10 @@ pub(crate) struct FragmentedTombstones {
 
 impl FragmentedTombstones {
     /// Fragments the tombstones a reader at `read_seq` sees.
-    pub(crate) fn new<'a>(tombstones: impl IntoIterator<Item = &'a RangeTombstone>, read_seq: u64) -> Self {
+    pub(crate) fn new<'a>(
+        tombstones: impl IntoIterator<Item = &'a RangeTombstone>,
+        read_seq: u64,
+    ) -> Self {
         let visible: Vec<&RangeTombstone> = tombstones
             .into_iter()
             .filter(|t| t.seq <= read_seq && t.start < t.end)
@@ -82,20 +81,11 @@ impl FragmentedTombstones {
         FragmentedTombstones { bounds, seqs }
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.bounds.is_empty()
-    }
-
     fn fragment(&self, user_key: &[u8]) -> Option<&[u64]> {
         // The last bound <= user_key starts the fragment holding it.
         let idx = self.bounds.partition_point(|b| b.as_slice() <= user_key);
         let i = idx.checked_sub(1)?;
         self.seqs.get(i).map(Vec::as_slice)
-    }
-
-    /// Largest sequence number of a tombstone covering `user_key`, or 0.
-    pub(crate) fn max_seq(&self, user_key: &[u8]) -> u64 {
-        self.fragment(user_key).and_then(|s| s.last().copied()).unwrap_or(0)
     }
 
     /// Largest sequence number `<= read_seq` of a tombstone covering
@@ -105,7 +95,10 @@ impl FragmentedTombstones {
             return 0;
         };
         let i = seqs.partition_point(|&s| s <= read_seq);
-        i.checked_sub(1).and_then(|i| seqs.get(i)).copied().unwrap_or(0)
+        i.checked_sub(1)
+            .and_then(|i| seqs.get(i))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// True when some tombstone covering `user_key` has a sequence number in
@@ -137,21 +130,27 @@ mod tests {
         // The covering sequence number at each key is the max of all covering tombstones.
         let ts = [t("b", "f", 5), t("d", "h", 9), t("x", "y", 3)];
         let f = FragmentedTombstones::new(&ts, u64::MAX);
-        assert_eq!(f.max_seq(b"a"), 0);
-        assert_eq!(f.max_seq(b"b"), 5);
-        assert_eq!(f.max_seq(b"d"), 9);
-        assert_eq!(f.max_seq(b"f"), 9);
-        assert_eq!(f.max_seq(b"h"), 0);
-        assert_eq!(f.max_seq(b"x"), 3);
-        assert_eq!(f.max_seq(b"y"), 0);
+        assert_eq!(f.max_seq_at(b"a", u64::MAX), 0);
+        assert_eq!(f.max_seq_at(b"b", u64::MAX), 5);
+        assert_eq!(f.max_seq_at(b"d", u64::MAX), 9);
+        assert_eq!(f.max_seq_at(b"f", u64::MAX), 9);
+        assert_eq!(f.max_seq_at(b"h", u64::MAX), 0);
+        assert_eq!(f.max_seq_at(b"x", u64::MAX), 3);
+        assert_eq!(f.max_seq_at(b"y", u64::MAX), 0);
     }
 
     #[test]
     fn tombstones_above_read_seq_are_invisible() {
         // A snapshot does not see range deletes written after it.
         let ts = [t("a", "z", 10)];
-        assert_eq!(FragmentedTombstones::new(&ts, 9).max_seq(b"m"), 0);
-        assert_eq!(FragmentedTombstones::new(&ts, 10).max_seq(b"m"), 10);
+        assert_eq!(
+            FragmentedTombstones::new(&ts, 9).max_seq_at(b"m", u64::MAX),
+            0
+        );
+        assert_eq!(
+            FragmentedTombstones::new(&ts, 10).max_seq_at(b"m", u64::MAX),
+            10
+        );
     }
 
     #[test]
@@ -180,7 +179,7 @@ mod tests {
         // start >= end is a no-op tombstone.
         let ts = [t("m", "m", 5), t("q", "b", 6)];
         let f = FragmentedTombstones::new(&ts, u64::MAX);
-        assert!(f.is_empty());
-        assert_eq!(f.max_seq(b"m"), 0);
+        assert!(f.bounds.is_empty());
+        assert_eq!(f.max_seq_at(b"m", u64::MAX), 0);
     }
 }

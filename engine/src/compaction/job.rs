@@ -11,6 +11,7 @@
 //!   level holds the key (nothing left for it to hide).
 //! - The compaction filter may turn the newest version of a key, when no
 //!   snapshot sees it, into a tombstone (then subject to the rule above).
+//!
 //! Outputs are cut only between user keys, so levels never overlap.
 
 use super::Compaction;
@@ -55,7 +56,10 @@ pub(crate) fn trivial_move(c: &Compaction) -> JobResult {
         edit.new_files.push(f.to_new_file(c.output_level()));
     }
     edit.compact_pointers.push((c.level, c.largest_input_key()));
-    JobResult { edit, bytes_written: 0 }
+    JobResult {
+        edit,
+        bytes_written: 0,
+    }
 }
 
 struct Output<'a> {
@@ -70,7 +74,11 @@ impl Output<'_> {
         if self.current.is_none() {
             let number = (self.env.new_file_number)();
             let path = join(self.env.dir, &table_name(number));
-            let file = self.env.fs.create(&path).map_err(|e| Error::io("create", &path, e))?;
+            let file = self
+                .env
+                .fs
+                .create(&path)
+                .map_err(|e| Error::io("create", &path, e))?;
             self.current = Some((TableBuilder::new(file, path, self.env.table_opts), number));
         }
         match &mut self.current {
@@ -116,7 +124,9 @@ fn is_base_level_for_key(c: &Compaction, user_key: &[u8]) -> bool {
     (c.output_level() + 1..c.version.num_levels()).all(|level| {
         let files = c.version.files(level);
         let i = files.partition_point(|f| f.largest_user_key() < user_key);
-        files.get(i).is_none_or(|f| f.smallest_user_key() > user_key)
+        files
+            .get(i)
+            .is_none_or(|f| f.smallest_user_key() > user_key)
     })
 }
 
@@ -127,9 +137,19 @@ fn input_iterator(c: &Compaction, tables: &Arc<TableCache>) -> Result<MergingIte
             children.push(Box::new(tables.get(f)?.iter(Direction::Forward, false)));
         }
     } else {
-        children.push(Box::new(LevelIterator::new(c.inputs.clone(), tables.clone(), Direction::Forward, false)));
+        children.push(Box::new(LevelIterator::new(
+            c.inputs.clone(),
+            tables.clone(),
+            Direction::Forward,
+            false,
+        )));
     }
-    children.push(Box::new(LevelIterator::new(c.next_inputs.clone(), tables.clone(), Direction::Forward, false)));
+    children.push(Box::new(LevelIterator::new(
+        c.next_inputs.clone(),
+        tables.clone(),
+        Direction::Forward,
+        false,
+    )));
     Ok(MergingIterator::new(children, Direction::Forward))
 }
 
@@ -203,7 +223,10 @@ pub(crate) fn run(c: &Compaction, env: &JobEnv<'_>) -> Result<JobResult> {
     }
     edit.new_files = out.files;
     edit.compact_pointers.push((c.level, c.largest_input_key()));
-    Ok(JobResult { edit, bytes_written })
+    Ok(JobResult {
+        edit,
+        bytes_written,
+    })
 }
 
 #[cfg(test)]

@@ -45,7 +45,9 @@ impl Compaction {
 
     /// One table, nothing below it to merge with: move it without rewriting.
     pub(crate) fn is_trivial_move(&self) -> bool {
-        self.inputs.len() == 1 && self.next_inputs.is_empty() && (self.level > 0 || self.version.files(0).len() == 1)
+        self.inputs.len() == 1
+            && self.next_inputs.is_empty()
+            && (self.level > 0 || self.version.files(0).len() == 1)
     }
 
     /// Largest internal key among the inputs of `level` (the next
@@ -60,8 +62,16 @@ impl Compaction {
     }
 
     fn new(version: &Arc<Version>, level: usize, inputs: Vec<Arc<FileMeta>>) -> Compaction {
-        let lo = inputs.iter().map(|f| f.smallest_user_key()).min().map(<[u8]>::to_vec);
-        let hi = inputs.iter().map(|f| f.largest_user_key()).max().map(<[u8]>::to_vec);
+        let lo = inputs
+            .iter()
+            .map(|f| f.smallest_user_key())
+            .min()
+            .map(<[u8]>::to_vec);
+        let hi = inputs
+            .iter()
+            .map(|f| f.largest_user_key())
+            .max()
+            .map(<[u8]>::to_vec);
         let next_inputs = version.overlapping(level + 1, lo.as_deref(), hi.as_deref());
         Compaction {
             level,
@@ -137,18 +147,34 @@ fn round_robin(files: &[Arc<FileMeta>], pointer: &[u8]) -> Vec<Arc<FileMeta>> {
     let start = if pointer.is_empty() {
         0
     } else {
-        files.partition_point(|f| crate::key::compare_internal(&f.largest, pointer) != Ordering::Greater)
+        files.partition_point(|f| {
+            crate::key::compare_internal(&f.largest, pointer) != Ordering::Greater
+        })
     };
-    files.iter().skip(start).chain(files.iter().take(start)).cloned().collect()
+    files
+        .iter()
+        .skip(start)
+        .chain(files.iter().take(start))
+        .cloned()
+        .collect()
 }
 
 /// A manual compaction of `level`'s tables overlapping `[lo, hi]` into the
 /// next level, or `None` when there are none.
-pub(crate) fn for_range(version: &Arc<Version>, level: usize, lo: Option<&[u8]>, hi: Option<&[u8]>) -> Option<Compaction> {
+pub(crate) fn for_range(
+    version: &Arc<Version>,
+    level: usize,
+    lo: Option<&[u8]>,
+    hi: Option<&[u8]>,
+) -> Option<Compaction> {
     let inputs = if level == 0 {
         // All of L0 if any of it overlaps: see the module comment.
         let any = !version.overlapping(0, lo, hi).is_empty();
-        if any { version.files(0).to_vec() } else { Vec::new() }
+        if any {
+            version.files(0).to_vec()
+        } else {
+            Vec::new()
+        }
     } else {
         version.overlapping(level, lo, hi)
     };

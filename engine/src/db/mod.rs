@@ -11,6 +11,7 @@ pub(crate) mod stats;
 pub(crate) mod table_cache;
 mod write;
 
+use crate::batch::WriteBatch;
 use crate::compaction::{self, Compaction, job};
 use crate::error::{Error, Result};
 use crate::fs::{DirLock, FileSystem, join};
@@ -23,10 +24,9 @@ use crate::log::LogWriter;
 use crate::memtable::{MemLookup, MemTable, MemTableIterator};
 use crate::options::{Options, WriteOptions};
 use crate::range_del::FragmentedTombstones;
+use crate::version::Version;
 use crate::version::edit::{NewFile, VersionEdit};
 use crate::version::set::{VersionSet, table_name};
-use crate::version::Version;
-use crate::batch::WriteBatch;
 use stats::{Counters, LevelStats, Stats};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -57,7 +57,6 @@ pub(crate) struct SuperVersion {
 /// The WAL being appended to.
 pub(crate) struct WalState {
     pub writer: LogWriter,
-    pub number: u64,
     pub path: PathBuf,
 }
 
@@ -154,7 +153,9 @@ pub struct Db {
 
 impl std::fmt::Debug for Db {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Db").field("dir", &self.inner.dir).finish_non_exhaustive()
+        f.debug_struct("Db")
+            .field("dir", &self.inner.dir)
+            .finish_non_exhaustive()
     }
 }
 
@@ -164,11 +165,11 @@ impl Db {
         let inner = Arc::new(recovery::open(dir.as_ref(), opts)?);
         let threads = (0..inner.opts.background_threads.max(1))
             .map(|i| {
-                let inner = inner.clone();
+                let worker = inner.clone();
                 std::thread::Builder::new()
                     .name(format!("cairn-bg-{i}"))
-                    .spawn(move || inner.background_loop())
-                    .map_err(|e| Error::io("spawn thread", &inner_dir(&inner), e))
+                    .spawn(move || worker.background_loop())
+                    .map_err(|e| Error::io("spawn thread", &inner.dir, e))
             })
             .collect::<Result<Vec<_>>>()?;
         let handle = Arc::new(Handle {
@@ -282,10 +283,6 @@ impl Db {
     }
 }
 
-fn inner_dir(inner: &DbInner) -> PathBuf {
-    inner.dir.clone()
-}
-
 impl DbInner {
     fn super_version(&self) -> Arc<SuperVersion> {
         self.sv.read().unwrap_or_else(|e| e.into_inner()).clone()
@@ -346,7 +343,11 @@ impl DbInner {
             let table = self.tables.get(&f)?;
             if let Some((ikey, value)) = table.get(&lookup)? {
                 let p = key::parse_internal_key(&ikey).ok_or_else(|| {
-                    Error::corruption(join(&self.dir, &table_name(f.number)), 0, "malformed internal key")
+                    Error::corruption(
+                        join(&self.dir, &table_name(f.number)),
+                        0,
+                        "malformed internal key",
+                    )
                 })?;
                 return Ok(match p.kind {
                     ValueKind::Value => visible(p.seq, Some(value)),
@@ -357,9 +358,18 @@ impl DbInner {
         Ok(None)
     }
 
-    fn iter_at(self: &Arc<Self>, opts: IterOptions, read_seq: u64, extra_pin: Option<Snapshot>) -> DbIterator {
+    fn iter_at(
+        self: &Arc<Self>,
+        opts: IterOptions,
+        read_seq: u64,
+        extra_pin: Option<Snapshot>,
+    ) -> DbIterator {
         let sv = self.super_version();
-        let dir = if opts.reverse { Direction::Reverse } else { Direction::Forward };
+        let dir = if opts.reverse {
+            Direction::Reverse
+        } else {
+            Direction::Forward
+        };
         let fill_cache = !opts.skip_cache;
         let mut children: Vec<Box<dyn InternalIterator>> = Vec::new();
         let mut mem_tombstones = Vec::new();
@@ -376,7 +386,12 @@ impl DbInner {
         for level in 1..sv.version.num_levels() {
             let files = sv.version.files(level).to_vec();
             if !files.is_empty() {
-                children.push(Box::new(LevelIterator::new(files, self.tables.clone(), dir, fill_cache)));
+                children.push(Box::new(LevelIterator::new(
+                    files,
+                    self.tables.clone(),
+                    dir,
+                    fill_cache,
+                )));
             }
         }
         let tombstones = vec![
@@ -495,7 +510,9 @@ impl DbInner {
         let c = {
             let vs = lock(&self.versions);
             let version = vs.current();
-            compaction::pick(&version, &self.opts, &bg.busy, |level| vs.compact_pointer(level).to_vec())
+            compaction::pick(&version, &self.opts, &bg.busy, |level| {
+                vs.compact_pointer(level).to_vec()
+            })
         }?;
         for f in c.all_inputs() {
             bg.busy.insert(f.number);
@@ -531,7 +548,12 @@ impl DbInner {
             let version = vs.log_and_apply(edit)?;
             self.install(|cur| SuperVersion {
                 mem: cur.mem.clone(),
-                imms: cur.imms.iter().filter(|m| !Arc::ptr_eq(m, &imm)).cloned().collect(),
+                imms: cur
+                    .imms
+                    .iter()
+                    .filter(|m| !Arc::ptr_eq(m, &imm))
+                    .cloned()
+                    .collect(),
                 version,
             });
         }
@@ -568,7 +590,10 @@ impl DbInner {
             r
         };
         Counters::add(&self.counters.compactions, 1);
-        Counters::add(&self.counters.compaction_bytes_written, result.bytes_written);
+        Counters::add(
+            &self.counters.compaction_bytes_written,
+            result.bytes_written,
+        );
         let mut vs = lock(&self.versions);
         let version = vs.log_and_apply(result.edit)?;
         self.install(|cur| SuperVersion {
@@ -656,12 +681,29 @@ impl DbInner {
     fn next_job_exists(&self, bg: &BgState) -> bool {
         let vs = lock(&self.versions);
         let version = vs.current();
-        compaction::pick(&version, &self.opts, &bg.busy, |l| vs.compact_pointer(l).to_vec()).is_none()
+        compaction::pick(&version, &self.opts, &bg.busy, |l| {
+            vs.compact_pointer(l).to_vec()
+        })
+        .is_none()
     }
 
     fn shutdown(&self, threads: &Mutex<Vec<JoinHandle<()>>>) -> Result<()> {
-        if self.closed.swap(true, Ordering::AcqRel) {
+        if self.closed.load(Ordering::Acquire) {
             return Ok(());
+        }
+        // Writes that skipped the WAL exist only in memtables: flush them,
+        // or a clean close would lose them.
+        let sv = self.super_version();
+        let unlogged = std::iter::once(&sv.mem)
+            .chain(sv.imms.iter())
+            .any(|m| m.has_unlogged());
+        let flushed = if unlogged && !self.poisoned.load(Ordering::Acquire) {
+            self.flush()
+        } else {
+            Ok(())
+        };
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return flushed;
         }
         {
             let mut bg = lock(&self.bg);
@@ -678,9 +720,11 @@ impl DbInner {
         if let Some(mut w) = wal.take()
             && !self.poisoned.load(Ordering::Acquire)
         {
-            w.writer.seal().map_err(|e| Error::io("fsync", &w.path, e))?;
+            w.writer
+                .seal()
+                .map_err(|e| Error::io("fsync", &w.path, e))?;
         }
-        Ok(())
+        flushed
     }
 }
 
@@ -725,14 +769,17 @@ pub(crate) fn build_l0_table(
         return Ok(None);
     }
     let path = join(dir, &table_name(number));
-    let file = fs.create(&path).map_err(|e| Error::io("create", &path, e))?;
+    let file = fs
+        .create(&path)
+        .map_err(|e| Error::io("create", &path, e))?;
     let mut builder = crate::table::TableBuilder::new(file, path, opts.table_options());
     while it.valid() {
         builder.add(it.key(), it.value())?;
         it.next();
     }
     let s = builder.finish()?;
-    fs.sync_dir(dir).map_err(|e| Error::io("fsync directory", dir, e))?;
+    fs.sync_dir(dir)
+        .map_err(|e| Error::io("fsync directory", dir, e))?;
     Ok(Some(NewFile {
         level: 0,
         number,

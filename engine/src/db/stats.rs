@@ -52,7 +52,8 @@ impl Stats {
         if self.user_bytes_written == 0 {
             return 0.0;
         }
-        let written = self.wal_bytes_written + self.flush_bytes_written + self.compaction_bytes_written;
+        let written =
+            self.wal_bytes_written + self.flush_bytes_written + self.compaction_bytes_written;
         written as f64 / self.user_bytes_written as f64
     }
 

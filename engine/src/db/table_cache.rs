@@ -43,9 +43,13 @@ impl TableCache {
             return Ok(t);
         }
         let path = join(&self.dir, &table_name(number));
-        let file = self.fs.open_random(&path).map_err(|e| Error::io("open", &path, e))?;
+        let file = self
+            .fs
+            .open_random(&path)
+            .map_err(|e| Error::io("open", &path, e))?;
         let table = Arc::new(Table::open(file, path, number, self.blocks.clone())?);
-        self.tables.insert(number, table.clone(), table.memory_bytes());
+        self.tables
+            .insert(number, table.clone(), table.memory_bytes());
         Ok(table)
     }
 

@@ -111,7 +111,11 @@ impl DbIterator {
     }
 
     fn direction(&self) -> Direction {
-        if self.opts.reverse { Direction::Reverse } else { Direction::Forward }
+        if self.opts.reverse {
+            Direction::Reverse
+        } else {
+            Direction::Forward
+        }
     }
 
     /// Repositions: forward, at the first key >= `key`; reverse, at the last
@@ -133,25 +137,43 @@ impl DbIterator {
                     self.inner.seek(&key::lookup_key(&hi, MAX_SEQUENCE));
                 }
                 // The largest internal key of `user_key`: every version of it is <= this.
-                _ => self.inner.seek(&key::make_internal_key(user_key, 0, ValueKind::Delete)),
+                _ => self
+                    .inner
+                    .seek(&key::make_internal_key(user_key, 0, ValueKind::Delete)),
             },
         }
     }
 
     fn start(&mut self) {
         self.started = true;
-        match (self.direction(), self.opts.lower_bound.clone(), self.opts.upper_bound.clone()) {
-            (Direction::Forward, Some(lo), _) => self.inner.seek(&key::lookup_key(&lo, MAX_SEQUENCE)),
+        match (
+            self.direction(),
+            self.opts.lower_bound.clone(),
+            self.opts.upper_bound.clone(),
+        ) {
+            (Direction::Forward, Some(lo), _) => {
+                self.inner.seek(&key::lookup_key(&lo, MAX_SEQUENCE))
+            }
             // Upper bound is exclusive: the smallest internal key of `hi` is past every key below it.
-            (Direction::Reverse, _, Some(hi)) => self.inner.seek(&key::lookup_key(&hi, MAX_SEQUENCE)),
+            (Direction::Reverse, _, Some(hi)) => {
+                self.inner.seek(&key::lookup_key(&hi, MAX_SEQUENCE))
+            }
             _ => self.inner.seek_to_first(),
         }
     }
 
     fn out_of_bounds(&self, user_key: &[u8]) -> bool {
         match self.direction() {
-            Direction::Forward => self.opts.upper_bound.as_deref().is_some_and(|hi| user_key >= hi),
-            Direction::Reverse => self.opts.lower_bound.as_deref().is_some_and(|lo| user_key < lo),
+            Direction::Forward => self
+                .opts
+                .upper_bound
+                .as_deref()
+                .is_some_and(|hi| user_key >= hi),
+            Direction::Reverse => self
+                .opts
+                .lower_bound
+                .as_deref()
+                .is_some_and(|lo| user_key < lo),
         }
     }
 
@@ -162,7 +184,11 @@ impl DbIterator {
     }
 
     fn corrupt_key(&self) -> Error {
-        Error::corruption("<iterator>", 0, "malformed internal key in a table or memtable")
+        Error::corruption(
+            "<iterator>",
+            0,
+            "malformed internal key in a table or memtable",
+        )
     }
 
     /// Forward: the first entry of a user key at or below `read_seq` is the
@@ -272,7 +298,12 @@ mod tests {
     use crate::range_del::RangeTombstone;
 
     fn entries() -> Vec<(Vec<u8>, Vec<u8>)> {
-        let e = |k: &str, s: u64, kind: ValueKind, v: &str| (make_internal_key(k.as_bytes(), s, kind), v.as_bytes().to_vec());
+        let e = |k: &str, s: u64, kind: ValueKind, v: &str| {
+            (
+                make_internal_key(k.as_bytes(), s, kind),
+                v.as_bytes().to_vec(),
+            )
+        };
         vec![
             e("a", 1, ValueKind::Value, "a1"),
             e("b", 2, ValueKind::Value, "b2"),
@@ -284,7 +315,11 @@ mod tests {
     }
 
     fn run(read_seq: u64, opts: IterOptions, tombs: &[RangeTombstone]) -> Vec<(String, String)> {
-        let dir = if opts.reverse { Direction::Reverse } else { Direction::Forward };
+        let dir = if opts.reverse {
+            Direction::Reverse
+        } else {
+            Direction::Forward
+        };
         let inner = Box::new(VecIterator::new(entries(), dir));
         let frags = vec![FragmentedTombstones::new(tombs, u64::MAX)];
         DbIterator::new(inner, read_seq, frags, opts, Vec::new())
@@ -294,15 +329,26 @@ mod tests {
     }
 
     fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
-        v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
     fn iterator_shows_newest_visible_version_per_key() {
         // MVCC resolution at several read sequences, both directions.
-        assert_eq!(run(10, IterOptions::new(), &[]), pairs(&[("a", "a1"), ("c", "c7"), ("d", "d4")]));
-        assert_eq!(run(4, IterOptions::new(), &[]), pairs(&[("a", "a1"), ("b", "b2"), ("c", "c3"), ("d", "d4")]));
-        assert_eq!(run(10, IterOptions::new().reversed(), &[]), pairs(&[("d", "d4"), ("c", "c7"), ("a", "a1")]));
+        assert_eq!(
+            run(10, IterOptions::new(), &[]),
+            pairs(&[("a", "a1"), ("c", "c7"), ("d", "d4")])
+        );
+        assert_eq!(
+            run(4, IterOptions::new(), &[]),
+            pairs(&[("a", "a1"), ("b", "b2"), ("c", "c3"), ("d", "d4")])
+        );
+        assert_eq!(
+            run(10, IterOptions::new().reversed(), &[]),
+            pairs(&[("d", "d4"), ("c", "c7"), ("a", "a1")])
+        );
         assert_eq!(
             run(4, IterOptions::new().reversed(), &[]),
             pairs(&[("d", "d4"), ("c", "c3"), ("b", "b2"), ("a", "a1")])
@@ -314,7 +360,10 @@ mod tests {
         // [lower, upper) in both directions.
         let o = IterOptions::range(b"b".to_vec(), b"d".to_vec());
         assert_eq!(run(4, o.clone(), &[]), pairs(&[("b", "b2"), ("c", "c3")]));
-        assert_eq!(run(4, o.reversed(), &[]), pairs(&[("c", "c3"), ("b", "b2")]));
+        assert_eq!(
+            run(4, o.reversed(), &[]),
+            pairs(&[("c", "c3"), ("b", "b2")])
+        );
     }
 
     #[test]
@@ -325,18 +374,34 @@ mod tests {
             end: b"d".to_vec(),
             seq: 6,
         }];
-        assert_eq!(run(10, IterOptions::new(), &t), pairs(&[("c", "c7"), ("d", "d4")]));
-        assert_eq!(run(10, IterOptions::new().reversed(), &t), pairs(&[("d", "d4"), ("c", "c7")]));
-        assert_eq!(run(5, IterOptions::new(), &t), pairs(&[("a", "a1"), ("c", "c3"), ("d", "d4")]));
+        assert_eq!(
+            run(10, IterOptions::new(), &t),
+            pairs(&[("c", "c7"), ("d", "d4")])
+        );
+        assert_eq!(
+            run(10, IterOptions::new().reversed(), &t),
+            pairs(&[("d", "d4"), ("c", "c7")])
+        );
+        assert_eq!(
+            run(5, IterOptions::new(), &t),
+            pairs(&[("a", "a1"), ("c", "c3"), ("d", "d4")])
+        );
     }
 
     #[test]
     fn seek_repositions_within_bounds() {
         // seek lands on the first key >= target (forward) or last <= target (reverse).
         let mk = |reverse: bool| {
-            let dir = if reverse { Direction::Reverse } else { Direction::Forward };
+            let dir = if reverse {
+                Direction::Reverse
+            } else {
+                Direction::Forward
+            };
             let inner = Box::new(VecIterator::new(entries(), dir));
-            let opts = IterOptions { reverse, ..IterOptions::new() };
+            let opts = IterOptions {
+                reverse,
+                ..IterOptions::new()
+            };
             DbIterator::new(inner, 4, Vec::new(), opts, Vec::new())
         };
         let mut f = mk(false);

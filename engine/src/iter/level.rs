@@ -24,7 +24,12 @@ pub(crate) struct LevelIterator {
 
 impl LevelIterator {
     /// REQUIRES: `files` sorted by key and non-overlapping.
-    pub(crate) fn new(files: Vec<Arc<FileMeta>>, tables: Arc<TableCache>, dir: Direction, fill_cache: bool) -> Self {
+    pub(crate) fn new(
+        files: Vec<Arc<FileMeta>>,
+        tables: Arc<TableCache>,
+        dir: Direction,
+        fill_cache: bool,
+    ) -> Self {
         LevelIterator {
             files,
             tables,

@@ -46,7 +46,9 @@ impl MergingIterator {
     }
 
     fn current_child(&self) -> Option<&dyn InternalIterator> {
-        self.current.and_then(|i| self.children.get(i)).map(|c| c.as_ref())
+        self.current
+            .and_then(|i| self.children.get(i))
+            .map(|c| c.as_ref())
     }
 }
 
@@ -102,7 +104,11 @@ pub(crate) struct VecIterator {
 impl VecIterator {
     pub(crate) fn new(mut entries: Vec<(Vec<u8>, Vec<u8>)>, dir: Direction) -> Self {
         entries.sort_by(|a, b| compare_internal(&a.0, &b.0));
-        VecIterator { entries, dir, pos: None }
+        VecIterator {
+            entries,
+            dir,
+            pos: None,
+        }
     }
 }
 
@@ -115,8 +121,12 @@ impl InternalIterator for VecIterator {
         };
     }
     fn seek(&mut self, target: &[u8]) {
-        let ge = self.entries.partition_point(|e| compare_internal(&e.0, target) == Ordering::Less);
-        let gt = self.entries.partition_point(|e| compare_internal(&e.0, target) != Ordering::Greater);
+        let ge = self
+            .entries
+            .partition_point(|e| compare_internal(&e.0, target) == Ordering::Less);
+        let gt = self
+            .entries
+            .partition_point(|e| compare_internal(&e.0, target) != Ordering::Greater);
         self.pos = match self.dir {
             Direction::Forward => (ge < self.entries.len()).then_some(ge),
             Direction::Reverse => gt.checked_sub(1),
@@ -133,10 +143,16 @@ impl InternalIterator for VecIterator {
         self.pos.is_some()
     }
     fn key(&self) -> &[u8] {
-        self.pos.and_then(|p| self.entries.get(p)).map(|e| &e.0[..]).unwrap_or(&[])
+        self.pos
+            .and_then(|p| self.entries.get(p))
+            .map(|e| &e.0[..])
+            .unwrap_or(&[])
     }
     fn value(&self) -> &[u8] {
-        self.pos.and_then(|p| self.entries.get(p)).map(|e| &e.1[..]).unwrap_or(&[])
+        self.pos
+            .and_then(|p| self.entries.get(p))
+            .map(|e| &e.1[..])
+            .unwrap_or(&[])
     }
     fn status(&self) -> Result<()> {
         Ok(())
@@ -151,7 +167,12 @@ mod tests {
     fn src(keys: &[(&str, u64)], dir: Direction) -> Box<dyn InternalIterator> {
         let entries = keys
             .iter()
-            .map(|(k, s)| (make_internal_key(k.as_bytes(), *s, ValueKind::Value), s.to_string().into_bytes()))
+            .map(|(k, s)| {
+                (
+                    make_internal_key(k.as_bytes(), *s, ValueKind::Value),
+                    s.to_string().into_bytes(),
+                )
+            })
             .collect();
         Box::new(VecIterator::new(entries, dir))
     }
@@ -160,7 +181,10 @@ mod tests {
         let mut out = Vec::new();
         while it.valid() {
             let p = crate::key::parse_internal_key(it.key()).unwrap();
-            out.push((String::from_utf8(user_key(it.key()).to_vec()).unwrap(), p.seq));
+            out.push((
+                String::from_utf8(user_key(it.key()).to_vec()).unwrap(),
+                p.seq,
+            ));
             it.next();
         }
         out
@@ -179,7 +203,12 @@ mod tests {
         m.seek_to_first();
         let got = drain(&mut m);
         let want = [("a", 1), ("b", 9), ("b", 2), ("d", 8), ("e", 3)];
-        assert_eq!(got, want.iter().map(|(k, s)| (k.to_string(), *s)).collect::<Vec<_>>());
+        assert_eq!(
+            got,
+            want.iter()
+                .map(|(k, s)| (k.to_string(), *s))
+                .collect::<Vec<_>>()
+        );
     }
 
     #[test]
@@ -187,8 +216,14 @@ mod tests {
         // The reverse merge visits the same entries in the opposite order.
         let a = [("b", 9), ("d", 8)];
         let b = [("a", 1), ("b", 2), ("e", 3)];
-        let mut f = MergingIterator::new(vec![src(&a, Direction::Forward), src(&b, Direction::Forward)], Direction::Forward);
-        let mut r = MergingIterator::new(vec![src(&a, Direction::Reverse), src(&b, Direction::Reverse)], Direction::Reverse);
+        let mut f = MergingIterator::new(
+            vec![src(&a, Direction::Forward), src(&b, Direction::Forward)],
+            Direction::Forward,
+        );
+        let mut r = MergingIterator::new(
+            vec![src(&a, Direction::Reverse), src(&b, Direction::Reverse)],
+            Direction::Reverse,
+        );
         f.seek_to_first();
         r.seek_to_first();
         let mut fwd = drain(&mut f);

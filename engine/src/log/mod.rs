@@ -21,7 +21,7 @@
 mod reader;
 mod writer;
 
-pub(crate) use reader::{ReplayReport, replay};
+pub(crate) use reader::replay;
 pub(crate) use writer::LogWriter;
 
 /// Size of a block. Do not change: on disk.

@@ -69,7 +69,7 @@ pub(crate) struct VersionEdit {
 impl VersionEdit {
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        let mut field = |t: u32, out: &mut Vec<u8>| put_varint32(out, t);
+        let field = |t: u32, out: &mut Vec<u8>| put_varint32(out, t);
         if let Some(v) = self.log_number {
             field(tag::LOG_NUMBER, &mut out);
             put_varint64(&mut out, v);
@@ -123,7 +123,9 @@ impl VersionEdit {
         let mut e = VersionEdit::default();
         while !d.is_empty() {
             let at = d.position();
-            let t = d.varint32().ok_or_else(|| format!("bad tag at byte {at}"))?;
+            let t = d
+                .varint32()
+                .ok_or_else(|| format!("bad tag at byte {at}"))?;
             let bad = || format!("truncated field with tag {t} at byte {at}");
             match t {
                 tag::LOG_NUMBER => e.log_number = Some(d.varint64().ok_or_else(bad)?),
@@ -143,7 +145,8 @@ impl VersionEdit {
                 tag::DROP_TOMBSTONE => e.dropped_tombstones.push(d.varint64().ok_or_else(bad)?),
                 tag::COMPACT_POINTER => {
                     let level = decode_level(&mut d).ok_or_else(bad)?;
-                    e.compact_pointers.push((level, d.length_prefixed().ok_or_else(bad)?.to_vec()));
+                    e.compact_pointers
+                        .push((level, d.length_prefixed().ok_or_else(bad)?.to_vec()));
                 }
                 other => return Err(format!("unknown tag {other} at byte {at}")),
             }
@@ -221,6 +224,9 @@ mod tests {
         }
         assert!(field_ends < 12, "too many prefixes decoded: {field_ends}");
         assert!(VersionEdit::decode(&[99, 1]).is_err());
-        assert!(VersionEdit::decode(&[4, 40, 1]).is_err(), "level 40 accepted");
+        assert!(
+            VersionEdit::decode(&[4, 40, 1]).is_err(),
+            "level 40 accepted"
+        );
     }
 }

@@ -56,7 +56,10 @@ impl std::fmt::Debug for FileMeta {
 }
 
 impl FileMeta {
-    pub(crate) fn from_new_file(f: &NewFile, reclaimer: Option<Weak<dyn FileReclaimer>>) -> FileMeta {
+    pub(crate) fn from_new_file(
+        f: &NewFile,
+        reclaimer: Option<Weak<dyn FileReclaimer>>,
+    ) -> FileMeta {
         FileMeta {
             number: f.number,
             size: f.size,
@@ -152,7 +155,12 @@ impl Version {
     }
 
     /// The tables of `level` whose user-key range intersects `[lo, hi]`.
-    pub(crate) fn overlapping(&self, level: usize, lo: Option<&[u8]>, hi: Option<&[u8]>) -> Vec<Arc<FileMeta>> {
+    pub(crate) fn overlapping(
+        &self,
+        level: usize,
+        lo: Option<&[u8]>,
+        hi: Option<&[u8]>,
+    ) -> Vec<Arc<FileMeta>> {
         self.files(level)
             .iter()
             .filter(|f| f.overlaps(lo, hi))
@@ -187,7 +195,8 @@ impl Version {
             .iter()
             .filter(|t| {
                 !self.all_files().any(|(_, f)| {
-                    let overlaps = f.smallest_user_key() < t.end.as_slice() && t.start.as_slice() <= f.largest_user_key();
+                    let overlaps = f.smallest_user_key() < t.end.as_slice()
+                        && t.start.as_slice() <= f.largest_user_key();
                     overlaps && f.smallest_seq < t.seq
                 })
             })
@@ -206,14 +215,22 @@ pub(crate) struct VersionBuilder {
 }
 
 impl VersionBuilder {
-    pub(crate) fn new(base: &Version, num_levels: usize, reclaimer: Option<Weak<dyn FileReclaimer>>) -> Self {
+    pub(crate) fn new(
+        base: &Version,
+        num_levels: usize,
+        reclaimer: Option<Weak<dyn FileReclaimer>>,
+    ) -> Self {
         let mut levels = vec![BTreeMap::new(); num_levels];
         for (level, f) in base.all_files() {
             if let Some(l) = levels.get_mut(level) {
                 l.insert(f.number, f.clone());
             }
         }
-        let tombstones = base.range_tombstones.iter().map(|t| (t.seq, t.clone())).collect();
+        let tombstones = base
+            .range_tombstones
+            .iter()
+            .map(|t| (t.seq, t.clone()))
+            .collect();
         VersionBuilder {
             levels,
             tombstones,
@@ -227,7 +244,10 @@ impl VersionBuilder {
     pub(crate) fn apply(&mut self, edit: &VersionEdit) -> Result<(), String> {
         let moved = &mut self.removed;
         for (level, number) in &edit.deleted_files {
-                let files = self.levels.get_mut(*level).ok_or_else(|| format!("level {level} out of range"))?;
+            let files = self
+                .levels
+                .get_mut(*level)
+                .ok_or_else(|| format!("level {level} out of range"))?;
             let f = files
                 .remove(number)
                 .ok_or_else(|| format!("deleted table {number} is not in level {level}"))?;
@@ -243,7 +263,10 @@ impl VersionBuilder {
                 .remove(&nf.number)
                 .unwrap_or_else(|| Arc::new(FileMeta::from_new_file(nf, self.reclaimer.clone())));
             if files.insert(nf.number, meta).is_some() {
-                return Err(format!("table {} added twice to level {}", nf.number, nf.level));
+                return Err(format!(
+                    "table {} added twice to level {}",
+                    nf.number, nf.level
+                ));
             }
         }
         for t in &edit.range_tombstones {
@@ -263,7 +286,11 @@ impl VersionBuilder {
         for (level, files) in self.levels.into_iter().enumerate() {
             let mut files: Vec<Arc<FileMeta>> = files.into_values().collect();
             if level == 0 {
-                files.sort_by(|a, b| b.largest_seq.cmp(&a.largest_seq).then(b.number.cmp(&a.number)));
+                files.sort_by(|a, b| {
+                    b.largest_seq
+                        .cmp(&a.largest_seq)
+                        .then(b.number.cmp(&a.number))
+                });
             } else {
                 files.sort_by(|a, b| key::compare_internal(&a.smallest, &b.smallest));
                 for pair in files.windows(2) {

@@ -15,6 +15,7 @@
 //!    deleted only after step 2.
 //! 2. The new version is installed and the tables it dropped are marked
 //!    obsolete; they are deleted once no reader holds them.
+//!
 //! A failed write or fsync of the manifest is returned to the caller, which
 //! poisons the engine: the manifest's durable state is then unknown, and
 //! only a reopen (which replays it) can tell.
@@ -83,7 +84,6 @@ pub(crate) fn parse_file_name(name: &str) -> Option<FileKind> {
 /// What manifest recovery found.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ManifestReport {
-    pub manifest: PathBuf,
     pub edits: u64,
     pub torn_tail: Option<(u64, u64)>,
 }
@@ -150,39 +150,53 @@ impl VersionSet {
             .ok()
             .and_then(|s| s.strip_suffix('\n'))
             .filter(|s| matches!(parse_file_name(s), Some(FileKind::Manifest(_))))
-            .ok_or_else(|| Error::corruption(&current_path, 0, "CURRENT does not name a manifest"))?;
+            .ok_or_else(|| {
+                Error::corruption(&current_path, 0, "CURRENT does not name a manifest")
+            })?;
         let manifest_path = join(dir, name);
         let data = fs
             .read_all(&manifest_path)
             .map_err(|e| Error::io("read", &manifest_path, e))?;
 
-        let mut set = VersionSet::new_empty(dir, fs.clone(), num_levels, max_manifest_bytes, reclaimer.clone());
+        let mut set = VersionSet::new_empty(
+            dir,
+            fs.clone(),
+            num_levels,
+            max_manifest_bytes,
+            reclaimer.clone(),
+        );
         let mut builder = VersionBuilder::new(&set.current, MAX_LEVELS, reclaimer);
         let (mut have_next, mut have_log, mut have_seq) = (false, false, false);
-        let replayed = replay(&data, &manifest_path, WalRecovery::PointInTime, |offset, payload| {
-            let edit = VersionEdit::decode(payload).map_err(|e| Error::corruption(&manifest_path, offset, e))?;
-            builder
-                .apply(&edit)
-                .map_err(|e| Error::corruption(&manifest_path, offset, e))?;
-            if let Some(n) = edit.next_file_number {
-                set.next_file_number = n;
-                have_next = true;
-            }
-            if let Some(n) = edit.log_number {
-                set.log_number = n;
-                have_log = true;
-            }
-            if let Some(n) = edit.last_sequence {
-                set.last_sequence = n;
-                have_seq = true;
-            }
-            for (level, key) in &edit.compact_pointers {
-                if let Some(p) = set.compact_pointers.get_mut(*level) {
-                    *p = key.clone();
+        let replayed = replay(
+            &data,
+            &manifest_path,
+            WalRecovery::PointInTime,
+            |offset, payload| {
+                let edit = VersionEdit::decode(payload)
+                    .map_err(|e| Error::corruption(&manifest_path, offset, e))?;
+                builder
+                    .apply(&edit)
+                    .map_err(|e| Error::corruption(&manifest_path, offset, e))?;
+                if let Some(n) = edit.next_file_number {
+                    set.next_file_number = n;
+                    have_next = true;
                 }
-            }
-            Ok(())
-        })?;
+                if let Some(n) = edit.log_number {
+                    set.log_number = n;
+                    have_log = true;
+                }
+                if let Some(n) = edit.last_sequence {
+                    set.last_sequence = n;
+                    have_seq = true;
+                }
+                for (level, key) in &edit.compact_pointers {
+                    if let Some(p) = set.compact_pointers.get_mut(*level) {
+                        *p = key.clone();
+                    }
+                }
+                Ok(())
+            },
+        )?;
         if !(have_next && have_log && have_seq) {
             return Err(Error::corruption(
                 &manifest_path,
@@ -198,13 +212,19 @@ impl VersionSet {
                 "the database has tables in level {level} but num_levels is {num_levels}"
             )));
         }
-        let max_number = version.all_files().map(|(_, f)| f.number).max().unwrap_or(0);
-        set.next_file_number = set.next_file_number.max(max_number + 1).max(set.log_number + 1);
+        let max_number = version
+            .all_files()
+            .map(|(_, f)| f.number)
+            .max()
+            .unwrap_or(0);
+        set.next_file_number = set
+            .next_file_number
+            .max(max_number + 1)
+            .max(set.log_number + 1);
         let mut levels = version.levels;
         levels.truncate(num_levels);
         set.current = Arc::new(Version { levels, ..version });
         let report = ManifestReport {
-            manifest: manifest_path,
             edits: replayed.records,
             torn_tail: replayed.torn_tail,
         };
@@ -234,7 +254,10 @@ impl VersionSet {
     }
 
     pub(crate) fn compact_pointer(&self, level: usize) -> &[u8] {
-        self.compact_pointers.get(level).map(Vec::as_slice).unwrap_or(&[])
+        self.compact_pointers
+            .get(level)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 
     /// Makes `edit` durable in the manifest and installs the version it
@@ -253,7 +276,10 @@ impl VersionSet {
             self.build(&edit)?
         };
         edit.next_file_number = Some(self.next_file_number);
-        let last_sequence = edit.last_sequence.unwrap_or(self.last_sequence).max(self.last_sequence);
+        let last_sequence = edit
+            .last_sequence
+            .unwrap_or(self.last_sequence)
+            .max(self.last_sequence);
         edit.last_sequence = Some(last_sequence);
 
         self.write_edit(&edit)?;
@@ -275,7 +301,8 @@ impl VersionSet {
     }
 
     fn build(&self, edit: &VersionEdit) -> Result<(Version, Vec<Arc<FileMeta>>)> {
-        let mut builder = VersionBuilder::new(&self.current, self.num_levels, self.reclaimer.clone());
+        let mut builder =
+            VersionBuilder::new(&self.current, self.num_levels, self.reclaimer.clone());
         builder
             .apply(edit)
             .and_then(|()| builder.build())
@@ -309,7 +336,10 @@ impl VersionSet {
         self.manifest = None;
         let number = self.new_file_number();
         let path = join(&self.dir, &manifest_name(number));
-        let file = self.fs.create(&path).map_err(|e| Error::io("create", &path, e))?;
+        let file = self
+            .fs
+            .create(&path)
+            .map_err(|e| Error::io("create", &path, e))?;
         let mut writer = LogWriter::new(file);
         let snapshot = self.snapshot_edit();
         writer
@@ -332,7 +362,11 @@ impl VersionSet {
             log_number: Some(self.log_number),
             next_file_number: Some(self.next_file_number),
             last_sequence: Some(self.last_sequence),
-            new_files: self.current.all_files().map(|(level, f)| f.to_new_file(level)).collect(),
+            new_files: self
+                .current
+                .all_files()
+                .map(|(level, f)| f.to_new_file(level))
+                .collect(),
             range_tombstones: self.current.range_tombstones.clone(),
             compact_pointers: self
                 .compact_pointers
@@ -348,7 +382,10 @@ impl VersionSet {
     fn set_current(&self, manifest_number: u64) -> Result<()> {
         let tmp = join(&self.dir, CURRENT_TMP);
         let current = join(&self.dir, CURRENT);
-        let mut f = self.fs.create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
+        let mut f = self
+            .fs
+            .create(&tmp)
+            .map_err(|e| Error::io("create", &tmp, e))?;
         f.append(format!("{}\n", manifest_name(manifest_number)).as_bytes())
             .map_err(|e| Error::io("append", &tmp, e))?;
         f.sync().map_err(|e| Error::io("fsync", &tmp, e))?;
@@ -371,7 +408,10 @@ mod tests {
         // Orphan cleanup relies on recognising exactly the engine's own names.
         assert_eq!(parse_file_name(&wal_name(7)), Some(FileKind::Wal(7)));
         assert_eq!(parse_file_name(&table_name(12)), Some(FileKind::Table(12)));
-        assert_eq!(parse_file_name(&manifest_name(3)), Some(FileKind::Manifest(3)));
+        assert_eq!(
+            parse_file_name(&manifest_name(3)),
+            Some(FileKind::Manifest(3))
+        );
         assert_eq!(parse_file_name("CURRENT"), Some(FileKind::Current));
         assert_eq!(parse_file_name("CURRENT.tmp"), Some(FileKind::Temp));
         assert_eq!(parse_file_name("notes.txt"), None);

@@ -1,0 +1,315 @@
+//! The write path: group commit.
+//!
+//! Writers queue up; the writer at the front is the leader. The leader
+//! makes room (switching the memtable or stalling if needed), takes the
+//! batches queued behind it (up to `max_write_group_bytes`, never a sync
+//! batch behind a non-sync leader, never mixing WAL and no-WAL batches),
+//! assigns them consecutive sequence numbers, and releases the queue lock.
+//! Without the lock it appends the group to the WAL as one record, fsyncs
+//! once if any member asked for sync, inserts the entries into the
+//! memtable, and publishes the last sequence number. Then it hands each
+//! member its result and wakes the next leader. Writers arriving during the
+//! leader's I/O queue up and form the next group, so under load one fsync
+//! covers many writers; a sync writer waits for at most the one non-sync
+//! group in front of it (whose leader did not fsync) plus its own fsync.
+//!
+//! Only a leader touches the WAL and switches memtables, and there is one
+//! leader at a time, so sequence numbers are published in order and a
+//! reader that sees sequence `s` finds every write up to `s`.
+
+use super::{DbInner, SuperVersion, WalState, lock};
+use crate::batch::{BatchOps, WriteBatch};
+use crate::db::stats::Counters;
+use crate::error::{Error, Result};
+use crate::fs::join;
+use crate::log::LogWriter;
+use crate::memtable::MemTable;
+use crate::options::WriteOptions;
+use crate::version::set::wal_name;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Condvar, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// How long a stalled leader sleeps before re-checking (it is also woken
+/// whenever a background job finishes).
+const STALL_RECHECK: Duration = Duration::from_millis(100);
+
+struct PendingWrite {
+    id: u64,
+    batch: Option<WriteBatch>,
+    opts: WriteOptions,
+    /// A request to switch the memtable (flush), not a write.
+    switch_memtable: bool,
+    cv: Arc<Condvar>,
+}
+
+/// The queue of writers waiting for (or forming) a group.
+#[derive(Default)]
+pub(crate) struct WriteQueue {
+    pending: VecDeque<PendingWrite>,
+    results: HashMap<u64, Result<()>>,
+    next_id: u64,
+    /// Last sequence number assigned (published later by the leader).
+    pub last_seq: u64,
+}
+
+impl WriteQueue {
+    pub(crate) fn new(last_seq: u64) -> Self {
+        WriteQueue {
+            last_seq,
+            ..WriteQueue::default()
+        }
+    }
+}
+
+impl DbInner {
+    pub(crate) fn write(&self, batch: WriteBatch, opts: WriteOptions) -> Result<()> {
+        self.check_writable()?;
+        batch.validate(self.opts.max_key_bytes, self.opts.max_value_bytes)?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.enqueue(Some(batch), opts, false)
+    }
+
+    /// Switches the memtable (if it holds anything) in queue order, so the
+    /// switch never races a leader's WAL append or memtable insert.
+    pub(crate) fn enqueue_switch(&self) -> Result<()> {
+        self.enqueue(None, WriteOptions::default(), true)
+    }
+
+    fn enqueue(
+        &self,
+        batch: Option<WriteBatch>,
+        opts: WriteOptions,
+        switch_memtable: bool,
+    ) -> Result<()> {
+        let cv = Arc::new(Condvar::new());
+        let mut q = lock(&self.queue);
+        let id = q.next_id;
+        q.next_id += 1;
+        q.pending.push_back(PendingWrite {
+            id,
+            batch,
+            opts,
+            switch_memtable,
+            cv: cv.clone(),
+        });
+        loop {
+            if let Some(r) = q.results.remove(&id) {
+                return r;
+            }
+            if q.pending.front().is_some_and(|w| w.id == id) {
+                return self.lead(q);
+            }
+            q = cv.wait(q).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Runs one group as its leader. REQUIRES: the caller is the front of the queue.
+    fn lead<'a>(&'a self, q: MutexGuard<'a, WriteQueue>) -> Result<()> {
+        let (leader_opts, switch) = match q.pending.front() {
+            Some(w) => (w.opts, w.switch_memtable),
+            None => return Ok(()),
+        };
+        let (mut q, room) = self.make_room(q, switch);
+        if room.is_err() || switch {
+            q.pending.pop_front();
+            if let Some(next) = q.pending.front() {
+                next.cv.notify_one();
+            }
+            return room;
+        }
+        let (group, members, sync) =
+            take_group(&mut q, leader_opts, self.opts.max_write_group_bytes);
+        let mut group = group;
+        let base = q.last_seq + 1;
+        q.last_seq += group.len() as u64;
+        group.set_base_seq(base);
+        let mem = self.super_version().mem.clone();
+        drop(q);
+
+        let result = self.apply_group(&group, &mem, base, leader_opts.disable_wal, sync);
+
+        let mut q = lock(&self.queue);
+        for i in 0..members {
+            if let Some(w) = q.pending.pop_front()
+                && i > 0
+            {
+                q.results.insert(w.id, result.clone());
+                w.cv.notify_one();
+            }
+        }
+        if let Some(next) = q.pending.front() {
+            next.cv.notify_one();
+        }
+        result
+    }
+
+    fn apply_group(
+        &self,
+        group: &WriteBatch,
+        mem: &Arc<MemTable>,
+        base: u64,
+        disable_wal: bool,
+        sync: bool,
+    ) -> Result<()> {
+        if !disable_wal {
+            let mut wal = lock(&self.wal);
+            let w = wal.as_mut().ok_or(Error::Closed)?;
+            w.writer
+                .add_record(group.encoded())
+                .map_err(|e| self.poison(Error::io("append", &w.path, e)))?;
+            if sync {
+                w.writer
+                    .sync()
+                    .map_err(|e| self.poison(Error::io("fsync", &w.path, e)))?;
+            }
+            Counters::add(&self.counters.wal_bytes_written, group.size_bytes() as u64);
+        } else {
+            mem.mark_unlogged();
+        }
+        let mut user_bytes = 0u64;
+        let mut seq = base;
+        let ops = BatchOps::new(group.encoded()).map_err(Error::InvalidArgument)?;
+        for op in ops {
+            let op = op.map_err(Error::InvalidArgument)?;
+            mem.add(seq, op.kind, op.key, op.value);
+            user_bytes += (op.key.len() + op.value.len()) as u64;
+            seq += 1;
+        }
+        Counters::add(&self.counters.user_bytes_written, user_bytes);
+        self.visible_seq.store(seq - 1, Ordering::Release);
+        Ok(())
+    }
+
+    /// Makes sure the memtable has room (or switches it when `force`),
+    /// delaying or stalling the writer while L0 or the memtables are full.
+    /// The queue lock is released while sleeping or waiting.
+    fn make_room<'a>(
+        &'a self,
+        mut q: MutexGuard<'a, WriteQueue>,
+        force: bool,
+    ) -> (MutexGuard<'a, WriteQueue>, Result<()>) {
+        let mut allow_delay = !force;
+        let mut force = force;
+        let mut stalled_since: Option<Instant> = None;
+        let result = loop {
+            if let Err(e) = self.check_writable() {
+                break Err(e);
+            }
+            let sv = self.super_version();
+            let l0 = sv.version.files(0).len();
+            if allow_delay && l0 >= self.opts.l0_slowdown_trigger {
+                // Give compaction a little time per write rather than
+                // stopping all writes later.
+                drop(q);
+                std::thread::sleep(Duration::from_millis(self.opts.slowdown_delay_ms));
+                Counters::add(&self.counters.slowdown_count, 1);
+                q = lock(&self.queue);
+                allow_delay = false;
+                continue;
+            }
+            let has_room = sv.mem.approximate_bytes() < self.opts.write_buffer_bytes;
+            if (!force && has_room) || (force && sv.mem.is_empty()) {
+                break Ok(());
+            }
+            if sv.imms.len() + 1 >= self.opts.max_memtables.max(2)
+                || l0 >= self.opts.l0_stop_trigger
+            {
+                if stalled_since.is_none() {
+                    stalled_since = Some(Instant::now());
+                    Counters::add(&self.counters.stall_count, 1);
+                }
+                self.wake_background();
+                q = self
+                    .stall_cv
+                    .wait_timeout(q, STALL_RECHECK)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+                continue;
+            }
+            if let Err(e) = self.switch_memtable(&sv) {
+                break Err(self.poison(e));
+            }
+            force = false;
+        };
+        if let Some(t) = stalled_since {
+            Counters::add(&self.counters.stall_micros, t.elapsed().as_micros() as u64);
+        }
+        (q, result)
+    }
+
+    /// Seals the current WAL, starts a new one and a new memtable, and
+    /// queues the old memtable for flush. REQUIRES: called by the leader.
+    fn switch_memtable(&self, _seen: &SuperVersion) -> Result<()> {
+        let number = lock(&self.versions).new_file_number();
+        let path = join(&self.dir, &wal_name(number));
+        let file = self
+            .fs
+            .create(&path)
+            .map_err(|e| Error::io("create", &path, e))?;
+        self.fs
+            .sync_dir(&self.dir)
+            .map_err(|e| Error::io("fsync directory", &self.dir, e))?;
+        {
+            let mut wal = lock(&self.wal);
+            if let Some(old) = wal.as_mut() {
+                old.writer
+                    .seal()
+                    .map_err(|e| Error::io("fsync", &old.path, e))?;
+            }
+            *wal = Some(WalState {
+                writer: LogWriter::new(file),
+                path,
+            });
+        }
+        let mem = Arc::new(MemTable::new(number));
+        self.install(|cur| {
+            let mut imms = Vec::with_capacity(cur.imms.len() + 1);
+            imms.push(cur.mem.clone());
+            imms.extend(cur.imms.iter().cloned());
+            SuperVersion {
+                mem,
+                imms,
+                version: cur.version.clone(),
+            }
+        });
+        self.wake_background();
+        Ok(())
+    }
+}
+
+/// Takes the leader's batch and those that may join it from the front of
+/// the queue; returns the group, how many writers it covers, and whether
+/// any of them asked for sync.
+fn take_group(
+    q: &mut WriteQueue,
+    leader: WriteOptions,
+    max_bytes: usize,
+) -> (WriteBatch, usize, bool) {
+    let mut group = WriteBatch::new();
+    let mut members = 0;
+    let mut sync = false;
+    for w in q.pending.iter_mut() {
+        if w.switch_memtable {
+            break;
+        }
+        let Some(b) = w.batch.as_ref() else { break };
+        if members > 0 {
+            let joins = w.opts.disable_wal == leader.disable_wal
+                && (leader.sync || !w.opts.sync)
+                && group.size_bytes() + b.size_bytes() <= max_bytes;
+            if !joins {
+                break;
+            }
+        }
+        if let Some(b) = w.batch.take() {
+            group.append_entries(&b);
+        }
+        sync |= w.opts.sync;
+        members += 1;
+    }
+    (group, members, sync)
+}
