@@ -99,9 +99,6 @@ pub struct Options {
     pub max_manifest_bytes: u64,
     /// WAL recovery mode. Default point in time.
     pub wal_recovery: WalRecovery,
-    /// Verify block checksums on every read (always on; kept for symmetry
-    /// with other engines' option sets, setting false is ignored).
-    pub paranoid_checks: bool,
     /// Optional compaction filter.
     pub compaction_filter: Option<Arc<dyn CompactionFilter>>,
 }
@@ -135,7 +132,6 @@ impl Default for Options {
             max_value_bytes: 512 << 20,
             max_manifest_bytes: 64 << 20,
             wal_recovery: WalRecovery::PointInTime,
-            paranoid_checks: true,
             compaction_filter: None,
         }
     }

@@ -192,8 +192,17 @@ pub(super) fn open(dir: &Path, opts: Options) -> Result<DbInner> {
         })
         .collect();
     wals.sort_unstable();
-    // File numbers handed out before the crash but not yet in the manifest.
-    while versions.new_file_number() <= wals.last().copied().unwrap_or(0) {}
+    // File numbers handed out before a crash but never recorded in the
+    // manifest (a WAL, an unfinished table) must not be handed out again.
+    let max_in_dir = names
+        .iter()
+        .filter_map(|n| match parse_file_name(n) {
+            Some(FileKind::Wal(x) | FileKind::Table(x) | FileKind::Manifest(x)) => Some(x),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    while versions.new_file_number() <= max_in_dir {}
 
     let max_seq = versions.last_sequence();
     let mut replayer = Replayer {

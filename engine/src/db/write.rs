@@ -161,11 +161,14 @@ impl DbInner {
             w.writer
                 .add_record(group.encoded())
                 .map_err(|e| self.poison(Error::io("append", &w.path, e)))?;
-            if sync {
-                w.writer
-                    .sync()
-                    .map_err(|e| self.poison(Error::io("fsync", &w.path, e)))?;
-            }
+            // Non-sync writes still reach the OS before they are
+            // acknowledged, so they survive a crash of the process.
+            let (op, durable) = if sync {
+                ("fsync", w.writer.sync())
+            } else {
+                ("write", w.writer.flush())
+            };
+            durable.map_err(|e| self.poison(Error::io(op, &w.path, e)))?;
             Counters::add(&self.counters.wal_bytes_written, group.size_bytes() as u64);
         } else {
             mem.mark_unlogged();

@@ -26,6 +26,11 @@ use std::sync::Arc;
 pub trait WritableFile: Send + Sync {
     /// Appends all of `data` (buffered; durable only after `sync`).
     fn append(&mut self, data: &[u8]) -> io::Result<()>;
+    /// Hands buffered appends to the operating system, so they survive a
+    /// crash of this process (not of the machine). Default: nothing buffered.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
     /// Makes everything appended so far durable (fdatasync).
     fn sync(&mut self) -> io::Result<()>;
     /// Bytes appended so far.

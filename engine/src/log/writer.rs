@@ -73,6 +73,14 @@ impl LogWriter {
         self.note(result)
     }
 
+    /// Hands buffered records to the OS (no fsync): a process crash no
+    /// longer loses them; a machine crash still may.
+    pub(crate) fn flush(&mut self) -> io::Result<()> {
+        self.check_healthy()?;
+        let result = self.file.flush();
+        self.note(result)
+    }
+
     /// fsyncs; records written afterwards carry the new watermark.
     pub(crate) fn sync(&mut self) -> io::Result<()> {
         self.check_healthy()?;
