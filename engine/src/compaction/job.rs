@@ -144,12 +144,14 @@ fn input_iterator(c: &Compaction, tables: &Arc<TableCache>) -> Result<MergingIte
             false,
         )));
     }
-    children.push(Box::new(LevelIterator::new(
-        c.next_inputs.clone(),
-        tables.clone(),
-        Direction::Forward,
-        false,
-    )));
+    if !c.next_inputs.is_empty() {
+        children.push(Box::new(LevelIterator::new(
+            c.next_inputs.clone(),
+            tables.clone(),
+            Direction::Forward,
+            false,
+        )));
+    }
     Ok(MergingIterator::new(children, Direction::Forward))
 }
 

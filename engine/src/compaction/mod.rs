@@ -22,9 +22,12 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub(crate) struct Compaction {
     pub level: usize,
+    /// `level + 1`, or `level` itself when the last level is rewritten in
+    /// place (a manual compaction's final step).
+    output_level: usize,
     /// Tables from `level`.
     pub inputs: Vec<Arc<FileMeta>>,
-    /// Overlapping tables from `level + 1`.
+    /// Overlapping tables from the output level (none when it is `level`).
     pub next_inputs: Vec<Arc<FileMeta>>,
     /// The version the inputs were chosen from.
     pub version: Arc<Version>,
@@ -32,7 +35,7 @@ pub(crate) struct Compaction {
 
 impl Compaction {
     pub(crate) fn output_level(&self) -> usize {
-        self.level + 1
+        self.output_level
     }
 
     pub(crate) fn all_inputs(&self) -> impl Iterator<Item = &Arc<FileMeta>> {
@@ -45,7 +48,8 @@ impl Compaction {
 
     /// One table, nothing below it to merge with: move it without rewriting.
     pub(crate) fn is_trivial_move(&self) -> bool {
-        self.inputs.len() == 1
+        self.output_level > self.level
+            && self.inputs.len() == 1
             && self.next_inputs.is_empty()
             && (self.level > 0 || self.version.files(0).len() == 1)
     }
@@ -75,6 +79,7 @@ impl Compaction {
         let next_inputs = version.overlapping(level + 1, lo.as_deref(), hi.as_deref());
         Compaction {
             level,
+            output_level: level + 1,
             inputs,
             next_inputs,
             version: version.clone(),
@@ -157,6 +162,25 @@ fn round_robin(files: &[Arc<FileMeta>], pointer: &[u8]) -> Vec<Arc<FileMeta>> {
         .chain(files.iter().take(start))
         .cloned()
         .collect()
+}
+
+/// A manual rewrite of the last level's tables overlapping `[lo, hi]` in
+/// place: the only way data already at the bottom meets the compaction
+/// filter, a range tombstone or its own obsolete tombstones again.
+pub(crate) fn bottommost_for_range(
+    version: &Arc<Version>,
+    lo: Option<&[u8]>,
+    hi: Option<&[u8]>,
+) -> Option<Compaction> {
+    let level = version.num_levels().checked_sub(1)?;
+    let inputs = version.overlapping(level, lo, hi);
+    (!inputs.is_empty()).then(|| Compaction {
+        level,
+        output_level: level,
+        inputs,
+        next_inputs: Vec::new(),
+        version: version.clone(),
+    })
 }
 
 /// A manual compaction of `level`'s tables overlapping `[lo, hi]` into the

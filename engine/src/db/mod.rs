@@ -643,6 +643,8 @@ impl DbInner {
         result
     }
 
+    /// Pushes everything overlapping the range to the last level, then
+    /// rewrites the last level's overlapping tables in place.
     fn compact_levels(&self, lo: Option<&[u8]>, hi: Option<&[u8]>) -> Result<()> {
         let levels = self.opts.num_levels;
         for level in 0..levels.saturating_sub(1) {
@@ -651,6 +653,11 @@ impl DbInner {
             if let Some(c) = compaction::for_range(&version, level, lo, hi) {
                 self.run_compaction(&c).map_err(|e| self.poison(e))?;
             }
+        }
+        self.check_writable()?;
+        let version = lock(&self.versions).current();
+        if let Some(c) = compaction::bottommost_for_range(&version, lo, hi) {
+            self.run_compaction(&c).map_err(|e| self.poison(e))?;
         }
         Ok(())
     }

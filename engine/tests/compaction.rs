@@ -1,0 +1,212 @@
+//! Compaction behaviour seen through the public API: the compaction filter,
+//! write stalls, level shape, space reclamation by tombstones, and the
+//! statistics that expose them.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests fail loudly on any error"
+)]
+
+use cairn_engine::{CompactionFilter, Db, FilterDecision, IterOptions, MemFs, Options};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+fn opts(fs: &MemFs) -> Options {
+    Options {
+        fs: Arc::new(fs.clone()),
+        write_buffer_bytes: 32 << 10,
+        target_file_size_bytes: 32 << 10,
+        max_bytes_for_level_base: 128 << 10,
+        block_cache_bytes: 1 << 20,
+        ..Options::default()
+    }
+}
+
+/// Removes values starting with "expired:" (as a TTL filter would).
+struct ExpireFilter {
+    calls: AtomicUsize,
+}
+
+impl CompactionFilter for ExpireFilter {
+    fn filter(&self, _level: usize, _key: &[u8], value: &[u8]) -> FilterDecision {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        if value.starts_with(b"expired:") {
+            FilterDecision::Remove
+        } else {
+            FilterDecision::Keep
+        }
+    }
+}
+
+#[test]
+fn compaction_filter_removes_values_but_not_from_live_snapshots() {
+    // The filter hook drops what it rejects, never what a snapshot still reads.
+    let fs = MemFs::new();
+    let filter = Arc::new(ExpireFilter {
+        calls: AtomicUsize::new(0),
+    });
+    let db = Db::open(
+        "/db",
+        Options {
+            compaction_filter: Some(filter.clone()),
+            // Everything stays in the memtable until the snapshot is taken.
+            write_buffer_bytes: 4 << 20,
+            ..opts(&fs)
+        },
+    )
+    .unwrap();
+    for i in 0..2000u32 {
+        let v = if i % 2 == 0 {
+            format!("expired:{i}")
+        } else {
+            format!("live:{i}")
+        };
+        db.put(format!("k{i:05}"), v).unwrap();
+    }
+    let snap = db.snapshot();
+    db.compact_range(None, None).unwrap();
+    assert!(
+        filter.calls.load(Ordering::Relaxed) == 0,
+        "filter ran on values a snapshot protects"
+    );
+    assert_eq!(
+        db.get_at("k00000", &snap).unwrap(),
+        Some(b"expired:0".to_vec())
+    );
+    drop(snap);
+    db.compact_range(None, None).unwrap();
+    assert!(filter.calls.load(Ordering::Relaxed) > 0);
+    for i in 0..2000u32 {
+        let got = db.get(format!("k{i:05}")).unwrap();
+        if i % 2 == 0 {
+            assert_eq!(got, None, "k{i:05} survived its filter");
+        } else {
+            assert_eq!(got, Some(format!("live:{i}").into_bytes()));
+        }
+    }
+    assert_eq!(db.iter(IterOptions::new()).count(), 1000);
+}
+
+#[test]
+fn overwrites_and_tombstones_are_dropped_at_the_bottom() {
+    // After a full compaction with no snapshots, only the newest live versions remain.
+    let fs = MemFs::new();
+    let db = Db::open("/db", opts(&fs)).unwrap();
+    for round in 0..5u32 {
+        for i in 0..1000u32 {
+            db.put(format!("k{i:04}"), format!("round{round}-{i:0>50}"))
+                .unwrap();
+        }
+    }
+    for i in 0..500u32 {
+        db.delete(format!("k{i:04}")).unwrap();
+    }
+    db.compact_range(None, None).unwrap();
+    let stats = db.stats();
+    let live_entries_bytes: u64 = 500 * (5 + 8 + 60);
+    assert!(
+        stats.table_bytes() < live_entries_bytes * 2,
+        "tables hold {} bytes for ~{live_entries_bytes} bytes of live data: {stats:?}",
+        stats.table_bytes()
+    );
+    assert_eq!(db.get("k0499").unwrap(), None);
+    assert_eq!(db.get("k0500").unwrap().unwrap()[..7], *b"round4-");
+}
+
+#[test]
+fn levels_grow_downward_and_stats_expose_write_amplification() {
+    // A sustained load builds L1+ and the counters let write amplification be read off.
+    let fs = MemFs::new();
+    let db = Db::open("/db", opts(&fs)).unwrap();
+    for i in 0..20_000u32 {
+        let k = (i.wrapping_mul(2_654_435_761)) % 20_000;
+        db.put(format!("key{k:06}"), [b'v'; 100]).unwrap();
+    }
+    db.wait_for_background().unwrap();
+    let s = db.stats();
+    assert!(s.flushes > 0 && s.compactions > 0, "{s:?}");
+    assert!(s.levels[0].files < 4 + 1, "L0 not compacted: {s:?}");
+    assert!(s.levels.iter().skip(1).any(|l| l.files > 0), "{s:?}");
+    assert!(s.user_bytes_written >= 20_000 * 100);
+    assert!(s.wal_bytes_written >= s.user_bytes_written);
+    let wa = s.write_amplification();
+    assert!(wa > 1.0 && wa < 50.0, "write amplification {wa}");
+}
+
+#[test]
+fn writes_stall_instead_of_growing_l0_without_bound() {
+    // With compaction unable to keep up, L0 stays at or under the stop trigger.
+    let fs = MemFs::new();
+    let o = Options {
+        l0_compaction_trigger: 2,
+        l0_slowdown_trigger: 3,
+        l0_stop_trigger: 4,
+        background_threads: 1,
+        write_buffer_bytes: 8 << 10,
+        ..opts(&fs)
+    };
+    let db = Db::open("/db", o).unwrap();
+    let mut max_l0 = 0;
+    for i in 0..30_000u32 {
+        db.put(format!("key{:06}", (i * 7919) % 30_000), [b'x'; 64])
+            .unwrap();
+        if i % 500 == 0 {
+            max_l0 = max_l0.max(db.stats().levels[0].files);
+        }
+    }
+    let s = db.stats();
+    assert!(max_l0 <= 4, "L0 reached {max_l0} tables");
+    assert!(
+        s.slowdown_count + s.stall_count > 0,
+        "no write was ever delayed: {s:?}"
+    );
+}
+
+#[test]
+fn db_handle_is_send_sync_and_cheap_to_clone() {
+    // Clones share one engine and can move across threads.
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Db>();
+    let db = Db::open("/db", opts(&MemFs::new())).unwrap();
+    let clone = db.clone();
+    std::thread::spawn(move || clone.put("from", "thread").unwrap())
+        .join()
+        .unwrap();
+    assert_eq!(db.get("from").unwrap(), Some(b"thread".to_vec()));
+}
+
+#[test]
+fn second_open_of_same_directory_is_refused() {
+    // The directory lock keeps two engines from writing one database.
+    let fs = MemFs::new();
+    let _db = Db::open("/db", opts(&fs)).unwrap();
+    let err = Db::open("/db", opts(&fs)).unwrap_err();
+    assert!(matches!(err, cairn_engine::Error::Locked { .. }), "{err}");
+}
+
+#[test]
+fn range_deleted_space_comes_back_and_the_tombstone_is_collected() {
+    // Data already at the bottom is reclaimed by compact_range, and the range
+    // tombstone leaves the version once nothing older remains under it.
+    let fs = MemFs::new();
+    let db = Db::open("/db", opts(&fs)).unwrap();
+    for i in 0..5000u32 {
+        db.put(format!("k{i:05}"), [b'z'; 100]).unwrap();
+    }
+    db.compact_range(None, None).unwrap();
+    let before = db.stats().table_bytes();
+    db.delete_range("k00000", "k04000").unwrap();
+    assert_eq!(db.stats().range_tombstones, 1);
+    db.compact_range(None, None).unwrap();
+    let s = db.stats();
+    assert!(
+        s.table_bytes() * 3 < before,
+        "{} bytes left of {before} after deleting 80%",
+        s.table_bytes()
+    );
+    assert_eq!(s.range_tombstones, 0, "tombstone not collected: {s:?}");
+    assert_eq!(db.get("k03999").unwrap(), None);
+    assert_eq!(db.get("k04000").unwrap(), Some(vec![b'z'; 100]));
+    assert_eq!(db.iter(IterOptions::new()).count(), 1000);
+}
