@@ -167,6 +167,7 @@ pub(super) fn open(dir: &Path, opts: Options) -> Result<DbInner> {
         report.manifest_edits = m.edits;
         set
     } else {
+        refuse_files_without_current(&fs, dir)?;
         if !opts.create_if_missing {
             return Err(Error::InvalidArgument(format!(
                 "no database in {}",
@@ -280,6 +281,33 @@ pub(super) fn open(dir: &Path, opts: Options) -> Result<DbInner> {
         recovery: report,
         opts,
     })
+}
+
+/// Fails when `CURRENT` is missing but a manifest or a table is present.
+/// Creating an empty database there would treat every table as an orphan
+/// and delete it. No crash leaves such a directory: a new database's
+/// manifest name becomes durable in the same directory fsync as `CURRENT`,
+/// and it has no tables before that. A WAL without `CURRENT` is expected
+/// (a crash during the first open) and is replayed as usual.
+fn refuse_files_without_current(fs: &Arc<dyn FileSystem>, dir: &Path) -> Result<()> {
+    let names = fs.list(dir).map_err(|e| Error::io("list", dir, e))?;
+    let found = names.iter().find(|n| {
+        matches!(
+            parse_file_name(n),
+            Some(FileKind::Manifest(_) | FileKind::Table(_))
+        )
+    });
+    match found {
+        Some(name) => Err(Error::corruption(
+            join(dir, CURRENT),
+            0,
+            format!(
+                "CURRENT is missing but {name} is present; refusing to create an \
+                 empty database over existing files (restore CURRENT to name the manifest)"
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Removes WALs older than the live one, tables not in the version, other
