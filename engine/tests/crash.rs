@@ -403,8 +403,10 @@ fn concurrent_writers_each_recover_a_prefix_with_their_synced_writes() {
             })
             .collect();
         std::thread::sleep(Duration::from_millis(30 + 20 * s as u64));
-        freeze(&fs);
+        // The flag goes up first: a writer failing after the freeze must
+        // already see it, or it reports the expected failure as a bug.
         frozen.store(true, Ordering::Release);
+        freeze(&fs);
         let sessions: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
         fs.crash(mode, s as u64);
         drop(db);

@@ -313,6 +313,10 @@ impl DbInner {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
+        self.check_not_poisoned()
+    }
+
+    fn check_not_poisoned(&self) -> Result<()> {
         if self.poisoned.load(Ordering::Acquire)
             && let Some(cause) = lock(&self.poison).clone()
         {
@@ -545,6 +549,9 @@ impl DbInner {
         };
         {
             let mut vs = lock(&self.versions);
+            // A poisoned engine commits nothing more, not even work that
+            // was already running when the failure happened.
+            self.check_not_poisoned()?;
             let version = vs.log_and_apply(edit)?;
             self.install(|cur| SuperVersion {
                 mem: cur.mem.clone(),
@@ -595,6 +602,7 @@ impl DbInner {
             result.bytes_written,
         );
         let mut vs = lock(&self.versions);
+        self.check_not_poisoned()?;
         let version = vs.log_and_apply(result.edit)?;
         self.install(|cur| SuperVersion {
             mem: cur.mem.clone(),
