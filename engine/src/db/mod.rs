@@ -671,6 +671,11 @@ impl DbInner {
                 self.run_compaction(&c).map_err(|e| self.poison(e))?;
             }
         }
+        self.check_writable()?;
+        let version = lock(&self.versions).current();
+        if let Some(c) = compaction::bottommost_for_range(&version, lo, hi) {
+            self.run_compaction(&c).map_err(|e| self.poison(e))?;
+        }
         Ok(())
     }
 
