@@ -284,7 +284,7 @@ fn iterator_keeps_its_view_across_flush_and_compaction() {
             });
             let mut got = Vec::new();
             let mut round = 0;
-            while let Some(item) = it.next() {
+            for item in it.by_ref() {
                 got.push(item.unwrap());
                 if got.len() % 300 == 0 {
                     round += 1;
@@ -312,7 +312,7 @@ const BATCH_KEYS: usize = 16;
 /// of all of them (which the puts, being later in the batch, override).
 fn counter_batch(c: u64) -> WriteBatch {
     let mut b = WriteBatch::new();
-    if c % 5 == 0 {
+    if c.is_multiple_of(5) {
         b.delete_range("batch-", "batch.");
     }
     for k in 0..BATCH_KEYS {
