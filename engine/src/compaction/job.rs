@@ -224,7 +224,11 @@ pub(crate) fn run(c: &Compaction, env: &JobEnv<'_>) -> Result<JobResult> {
         edit.deleted_files.push((c.output_level(), f.number));
     }
     edit.new_files = out.files;
-    edit.compact_pointers.push((c.level, c.largest_input_key()));
+    // A rewrite of the last level in place takes nothing from `c.level`:
+    // leave that level's round-robin pointer where it was.
+    if !c.inputs.is_empty() {
+        edit.compact_pointers.push((c.level, c.largest_input_key()));
+    }
     Ok(JobResult {
         edit,
         bytes_written,

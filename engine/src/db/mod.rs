@@ -210,13 +210,14 @@ impl Db {
 
     /// The current value of `key`.
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
-        let seq = self.inner.visible_seq.load(Ordering::Acquire);
-        self.inner.get_at(key.as_ref(), seq)
+        let (sv, seq) = self.inner.latest_view();
+        self.inner.get_in(&sv, key.as_ref(), seq)
     }
 
     /// The value of `key` as of `snapshot`.
     pub fn get_at(&self, key: impl AsRef<[u8]>, snapshot: &Snapshot) -> Result<Option<Vec<u8>>> {
-        self.inner.get_at(key.as_ref(), snapshot.seq)
+        let sv = self.inner.super_version();
+        self.inner.get_in(&sv, key.as_ref(), snapshot.seq)
     }
 
     /// Takes a snapshot of the current state.
@@ -232,13 +233,14 @@ impl Db {
 
     /// Iterates the current state.
     pub fn iter(&self, opts: IterOptions) -> DbIterator {
-        let seq = self.inner.visible_seq.load(Ordering::Acquire);
-        self.inner.iter_at(opts, seq, None)
+        let (sv, seq) = self.inner.latest_view();
+        self.inner.iter_at(sv, opts, seq, None)
     }
 
     /// Iterates the state as of `snapshot`.
     pub fn iter_at(&self, opts: IterOptions, snapshot: &Snapshot) -> DbIterator {
-        self.inner.iter_at(opts, snapshot.seq, None)
+        let sv = self.inner.super_version();
+        self.inner.iter_at(sv, opts, snapshot.seq, None)
     }
 
     /// Writes the memtable (if not empty) to a table and waits until every
@@ -288,6 +290,24 @@ impl DbInner {
         self.sv.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// The current super version and the sequence number to read it at,
+    /// taken together under the super-version lock, as LevelDB takes its
+    /// version and last sequence under one mutex. A read that is not at a
+    /// snapshot is protected by nothing else: compaction drops a version
+    /// once a newer one exists and no *snapshot* lies between them. Loading
+    /// the sequence first and the super version later let a flush and a
+    /// compaction slip in between and drop the very version the read needed
+    /// (a key overwritten meanwhile read as missing). With no install
+    /// possible while the read lock is held, every table and memtable in the
+    /// view holds only versions published before the load, and every version
+    /// at or below the loaded sequence is in the view or shadowed there by a
+    /// newer one that is also at or below it.
+    fn latest_view(&self) -> (Arc<SuperVersion>, u64) {
+        let g = self.sv.read().unwrap_or_else(|e| e.into_inner());
+        let seq = self.visible_seq.load(Ordering::Acquire);
+        (g.clone(), seq)
+    }
+
     /// Replaces the super version under its write lock.
     fn install(&self, f: impl FnOnce(&SuperVersion) -> SuperVersion) {
         let mut g = self.sv.write().unwrap_or_else(|e| e.into_inner());
@@ -325,8 +345,7 @@ impl DbInner {
         Ok(())
     }
 
-    fn get_at(&self, user_key: &[u8], read_seq: u64) -> Result<Option<Vec<u8>>> {
-        let sv = self.super_version();
+    fn get_in(&self, sv: &SuperVersion, user_key: &[u8], read_seq: u64) -> Result<Option<Vec<u8>>> {
         let mut tomb = sv.version.fragments.max_seq_at(user_key, read_seq);
         for m in std::iter::once(&sv.mem).chain(sv.imms.iter()) {
             tomb = tomb.max(m.max_covering_tombstone(user_key, read_seq));
@@ -364,11 +383,11 @@ impl DbInner {
 
     fn iter_at(
         self: &Arc<Self>,
+        sv: Arc<SuperVersion>,
         opts: IterOptions,
         read_seq: u64,
         extra_pin: Option<Snapshot>,
     ) -> DbIterator {
-        let sv = self.super_version();
         let dir = if opts.reverse {
             Direction::Reverse
         } else {
