@@ -204,37 +204,3 @@ pub(crate) fn for_range(
     };
     (!inputs.is_empty()).then(|| Compaction::new(version, level, inputs))
 }
-
-/// A manual rewrite in place of the last level's tables overlapping
-/// `[lo, hi]`, when one of them holds versions that a range tombstone
-/// hides; `None` otherwise.
-///
-/// Range tombstones live in the version, not in tables, so a range delete
-/// over data that already sits in the last level is never merged with it:
-/// no compaction from above touches those tables, and nothing lies below
-/// them. Without this rewrite the covered data, and the tombstone itself
-/// (which stays while an older table overlaps it), are kept for good.
-/// Takes every overlapping table, not just the covered ones, so the
-/// outputs cannot overlap a table left in place.
-pub(crate) fn bottommost_for_range(
-    version: &Arc<Version>,
-    lo: Option<&[u8]>,
-    hi: Option<&[u8]>,
-) -> Option<Compaction> {
-    let last = version.num_levels().checked_sub(1)?;
-    let above = last.checked_sub(1)?;
-    let files = version.overlapping(last, lo, hi);
-    let hides_something = files.iter().any(|f| {
-        version.range_tombstones.iter().any(|t| {
-            f.smallest_user_key() < t.end.as_slice()
-                && t.start.as_slice() <= f.largest_user_key()
-                && f.smallest_seq < t.seq
-        })
-    });
-    hides_something.then(|| Compaction {
-        level: above,
-        inputs: Vec::new(),
-        next_inputs: files,
-        version: version.clone(),
-    })
-}

@@ -234,13 +234,13 @@ impl Db {
     /// Iterates the current state.
     pub fn iter(&self, opts: IterOptions) -> DbIterator {
         let (sv, seq) = self.inner.latest_view();
-        self.inner.iter_at(sv, opts, seq, None)
+        self.inner.iter_at(sv, opts, seq)
     }
 
     /// Iterates the state as of `snapshot`.
     pub fn iter_at(&self, opts: IterOptions, snapshot: &Snapshot) -> DbIterator {
         let sv = self.inner.super_version();
-        self.inner.iter_at(sv, opts, snapshot.seq, None)
+        self.inner.iter_at(sv, opts, snapshot.seq)
     }
 
     /// Writes the memtable (if not empty) to a table and waits until every
@@ -386,7 +386,6 @@ impl DbInner {
         sv: Arc<SuperVersion>,
         opts: IterOptions,
         read_seq: u64,
-        extra_pin: Option<Snapshot>,
     ) -> DbIterator {
         let dir = if opts.reverse {
             Direction::Reverse
@@ -421,10 +420,7 @@ impl DbInner {
             sv.version.fragments.clone(),
             FragmentedTombstones::new(&mem_tombstones, read_seq),
         ];
-        let mut pins: Vec<Box<dyn std::any::Any + Send + Sync>> = vec![Box::new(sv.clone())];
-        if let Some(s) = extra_pin {
-            pins.push(Box::new(s));
-        }
+        let pins: Vec<Box<dyn std::any::Any + Send + Sync>> = vec![Box::new(sv.clone())];
         DbIterator::new(
             Box::new(MergingIterator::new(children, dir)),
             read_seq,
@@ -698,7 +694,7 @@ impl DbInner {
             let idle = !bg.flush_running
                 && bg.compactions_running == 0
                 && self.super_version().imms.is_empty()
-                && self.next_job_exists(&bg);
+                && self.no_compaction_due(&bg);
             if idle {
                 return Ok(());
             }
@@ -711,8 +707,8 @@ impl DbInner {
         }
     }
 
-    /// True when no compaction is due (named for the `idle` test it serves).
-    fn next_job_exists(&self, bg: &BgState) -> bool {
+    /// True when no compaction is due.
+    fn no_compaction_due(&self, bg: &BgState) -> bool {
         let vs = lock(&self.versions);
         let version = vs.current();
         compaction::pick(&version, &self.opts, &bg.busy, |l| {

@@ -122,6 +122,12 @@ impl Replayer<'_> {
 pub(super) fn open(dir: &Path, opts: Options) -> Result<DbInner> {
     validate(&opts)?;
     let fs = opts.fs.clone();
+    if !opts.create_if_missing && !fs.exists(&join(dir, CURRENT)) {
+        return Err(Error::InvalidArgument(format!(
+            "no database in {}",
+            dir.display()
+        )));
+    }
     fs.create_dir_all(dir)
         .map_err(|e| Error::io("create directory", dir, e))?;
     let lock_path = join(dir, LOCK);
