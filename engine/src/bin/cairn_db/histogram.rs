@@ -2,15 +2,16 @@
 //!
 //! Values (nanoseconds) below 8 get a bucket each; above, every power of
 //! two is split into 8 sub-buckets, so a reported percentile is within
-//! 12.5% of the true value. 64 powers x 8 = 512 counters (4 KiB) cover the
-//! whole `u64` range: memory does not grow with the number of operations.
+//! 12.5% of the true value. 496 counters (about 4 KiB) cover the whole
+//! `u64` range: memory does not grow with the number of operations.
 
 use std::time::Duration;
 
 /// log2 of the sub-buckets per power of two.
 const SUB_BITS: u32 = 3;
 const SUB_BUCKETS: u64 = 1 << SUB_BITS;
-const BUCKETS: usize = 64 << SUB_BITS;
+/// 8 exact buckets for 0..8, then 8 per power of two from 2^3 to 2^63.
+const BUCKETS: usize = (65 - SUB_BITS as usize) << SUB_BITS;
 
 #[derive(Debug, Clone)]
 pub struct Histogram {
@@ -101,6 +102,8 @@ mod tests {
             let (low, high) = bucket_bounds(bucket_of(v));
             assert!(low <= v && v <= high, "{v}: {low}..={high}");
         }
+        assert_eq!(bucket_of(u64::MAX), BUCKETS - 1);
+        assert_eq!(bucket_bounds(BUCKETS - 1).1, u64::MAX);
         for i in 1..BUCKETS {
             assert_eq!(bucket_bounds(i - 1).1 + 1, bucket_bounds(i).0, "{i}");
         }
