@@ -10,12 +10,22 @@ use std::path::PathBuf;
 
 /// Opens the database in `dir`. Only `put` creates one: a typo in the
 /// directory of a read should fail, not leave an empty database behind.
+/// The directory is checked here because `Db::open` creates it and its
+/// LOCK file before it looks for a database, even without
+/// `create_if_missing`.
 fn open(dir: &OsString, create: bool) -> Result<Db, CliError> {
+    let path = PathBuf::from(dir);
+    if !create && !path.is_dir() {
+        return Err(CliError::io(
+            format!("no database in {}", path.display()),
+            std::io::ErrorKind::NotFound.into(),
+        ));
+    }
     let opts = Options {
         create_if_missing: create,
         ..Options::default()
     };
-    Ok(Db::open(PathBuf::from(dir), opts)?)
+    Ok(Db::open(path, opts)?)
 }
 
 /// Positionals of a command that takes no flags (besides `--help`, which
@@ -116,15 +126,15 @@ fn scan_bounds(a: &ScanArgs) -> IterOptions {
         Some(prefix) => IterOptions::prefix(prefix),
         None => IterOptions::new(),
     };
-    if let Some(start) = &a.start {
-        if opts.lower_bound.as_ref().is_none_or(|lo| start > lo) {
-            opts.lower_bound = Some(start.clone());
-        }
+    if let Some(start) = &a.start
+        && opts.lower_bound.as_ref().is_none_or(|lo| start > lo)
+    {
+        opts.lower_bound = Some(start.clone());
     }
-    if let Some(end) = &a.end {
-        if opts.upper_bound.as_ref().is_none_or(|hi| end < hi) {
-            opts.upper_bound = Some(end.clone());
-        }
+    if let Some(end) = &a.end
+        && opts.upper_bound.as_ref().is_none_or(|hi| end < hi)
+    {
+        opts.upper_bound = Some(end.clone());
     }
     opts.reverse = a.reverse;
     opts
