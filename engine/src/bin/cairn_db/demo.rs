@@ -139,15 +139,27 @@ fn flush_and_compact(db: &Db, out: &mut dyn Write) -> Result<(), CliError> {
     let flushed = db.stats();
     db.compact_range(None, None)?;
     let s = db.stats();
+    let l0_bytes = flushed.levels.first().map_or(0, |l| l.bytes);
     writeln!(
         out,
-        "\n5. Flushed the memtable to a table ({} in L0) and compacted everything \
-         to the last level ({} of tables) in {:.2} s; the range tombstone and the \
-         keys it covered are gone from disk:",
-        human_bytes(flushed.levels.first().map_or(0, |l| l.bytes)),
-        human_bytes(s.table_bytes()),
+        "\n5. Flushed the memtable to L0 ({l0_bytes} bytes of tables), then compacted \
+         everything to the last level ({} bytes) in {:.2} s.",
+        s.table_bytes(),
         started.elapsed().as_secs_f64()
     )?;
+    let moved = s.trivial_moves - flushed.trivial_moves;
+    if moved > 0 && s.table_bytes() == l0_bytes {
+        writeln!(
+            out,
+            "   The table was moved down without being rewritten ({moved} trivial move(s)), \
+             so the keys under the range tombstone are still on disk, hidden by it:"
+        )?;
+    } else {
+        writeln!(
+            out,
+            "   Compaction rewrote the tables, dropping the keys under the range tombstone:"
+        )?;
+    }
     print_levels(out, &s)?;
     writeln!(
         out,
