@@ -136,13 +136,14 @@ fn levels_grow_downward_and_stats_expose_write_amplification() {
 
 #[test]
 fn writes_stall_instead_of_growing_l0_without_bound() {
-    // With compaction unable to keep up, L0 stays at or under the stop trigger.
+    // With compaction unable to keep up, L0 stays bounded by the stop trigger.
     let fs = MemFs::new();
     let o = Options {
         l0_compaction_trigger: 2,
         l0_slowdown_trigger: 3,
         l0_stop_trigger: 4,
         background_threads: 1,
+        max_memtables: 2,
         write_buffer_bytes: 8 << 10,
         ..opts(&fs)
     };
@@ -156,7 +157,9 @@ fn writes_stall_instead_of_growing_l0_without_bound() {
         }
     }
     let s = db.stats();
-    assert!(max_l0 <= 4, "L0 reached {max_l0} tables");
+    // The stop trigger prevents memtable switches; the one immutable memtable
+    // already queued may still be flushed, so L0 is bounded by stop + 1.
+    assert!(max_l0 <= 4 + 1, "L0 reached {max_l0} tables");
     assert!(
         s.slowdown_count + s.stall_count > 0,
         "no write was ever delayed: {s:?}"
