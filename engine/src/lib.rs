@@ -7,6 +7,31 @@
 //! in, `memtable`, `table` on the way down, `version` for the set of live
 //! files, `compaction` in the background, `iter` and `db` for reads. Only
 //! what this file re-exports is public.
+//!
+//! ```
+//! use cairn_engine::{Db, IterOptions, MemFs, Options, WriteBatch, WriteOptions};
+//! use std::sync::Arc;
+//!
+//! # fn main() -> cairn_engine::Result<()> {
+//! // `Options::default()` uses the real file system; tests use `MemFs`.
+//! let db = Db::open("/db", Options { fs: Arc::new(MemFs::new()), ..Options::default() })?;
+//! db.put("apple", "red")?;
+//! let mut batch = WriteBatch::new();
+//! batch.put("banana", "yellow");
+//! batch.delete("apple");
+//! db.write(batch, WriteOptions { sync: true, ..WriteOptions::default() })?;
+//! let snapshot = db.snapshot();
+//! db.delete_range("a", "c")?;
+//! assert_eq!(db.get("banana")?, None);
+//! assert_eq!(db.get_at("banana", &snapshot)?, Some(b"yellow".to_vec()));
+//! let keys: Vec<Vec<u8>> = db
+//!     .iter_at(IterOptions::prefix(b"b"), &snapshot)
+//!     .map(|kv| kv.map(|(k, _)| k))
+//!     .collect::<Result<_, _>>()?;
+//! assert_eq!(keys, vec![b"banana".to_vec()]);
+//! # Ok(())
+//! # }
+//! ```
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
