@@ -14,19 +14,21 @@ use crate::range_del::RangeTombstone;
 use crossbeam_skiplist::SkipMap;
 use std::cmp::Ordering;
 use std::ops::Bound;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::{Arc, Mutex};
 
 /// Rough per-entry cost of a skiplist node beyond key and value bytes
 /// (tower pointers, refcount, allocation headers); counted in `approximate_bytes`.
 const ENTRY_OVERHEAD_BYTES: usize = 80;
 
 /// Owned key or value bytes in the skiplist.
-type Bytes = Box<[u8]>;
+///
+/// Shared (`Arc`) so an iterator's window holds references, not copies.
+type Bytes = Arc<[u8]>;
 
 /// An internal key ordered by `key::compare_internal`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct MemKey(Box<[u8]>);
+pub(crate) struct MemKey(Bytes);
 
 impl Ord for MemKey {
     fn cmp(&self, other: &Self) -> Ordering {
@@ -48,7 +50,7 @@ pub(crate) enum MemLookup {
 }
 
 pub(crate) struct MemTable {
-    map: SkipMap<MemKey, Box<[u8]>>,
+    map: SkipMap<MemKey, Bytes>,
     range_dels: Mutex<Vec<RangeTombstone>>,
     approximate_bytes: AtomicUsize,
     /// Number of the WAL file that holds this memtable's logged writes.
@@ -90,8 +92,7 @@ impl MemTable {
                 .push(t);
         } else {
             let ikey = key::make_internal_key(user_key, seq, kind);
-            self.map
-                .insert(MemKey(ikey.into_boxed_slice()), value.into());
+            self.map.insert(MemKey(ikey.into()), value.into());
         }
         self.approximate_bytes
             .fetch_add(charge, AtomicOrdering::Relaxed);
@@ -100,7 +101,7 @@ impl MemTable {
 
     /// The newest version of `user_key` with sequence number <= `seq`.
     pub(crate) fn get(&self, user_key: &[u8], seq: u64) -> Option<MemLookup> {
-        let lookup = MemKey(key::lookup_key(user_key, seq).into_boxed_slice());
+        let lookup = MemKey(key::lookup_key(user_key, seq).into());
         let entry = self.map.lower_bound(Bound::Included(&lookup))?;
         let parsed = key::parse_internal_key(&entry.key().0)?;
         if parsed.user_key != user_key {
@@ -158,26 +159,32 @@ impl MemTable {
     }
 }
 
-/// Entries copied out of the skiplist per refill. The crossbeam entry
-/// borrows the map, so a self-contained iterator copies a small window and
-/// re-seeks after it: one O(log n) seek per `WINDOW` entries.
-const WINDOW: usize = 64;
+/// Entries taken out of the skiplist per refill. The crossbeam entry
+/// borrows the map, so a self-contained iterator takes a window of
+/// (refcounted) entries and re-seeks after it. The window starts small after a seek (a point seek
+/// reads a few entries) and doubles while a scan continues, so a long scan
+/// pays one O(log n) seek per `WINDOW_MAX` entries.
+const WINDOW_MIN: usize = 4;
+const WINDOW_MAX: usize = 256;
 
 /// An iterator over a memtable (held by `Arc`) in one direction.
 pub(crate) struct MemTableIterator {
-    mem: std::sync::Arc<MemTable>,
+    mem: Arc<MemTable>,
     dir: Direction,
     window: Vec<(Bytes, Bytes)>,
+    /// Entries the next refill takes.
+    window_len: usize,
     pos: usize,
     exhausted: bool,
 }
 
 impl MemTableIterator {
-    pub(crate) fn new(mem: std::sync::Arc<MemTable>, dir: Direction) -> Self {
+    pub(crate) fn new(mem: Arc<MemTable>, dir: Direction) -> Self {
         MemTableIterator {
             mem,
             dir,
             window: Vec::new(),
+            window_len: WINDOW_MIN,
             pos: 0,
             exhausted: true,
         }
@@ -188,28 +195,31 @@ impl MemTableIterator {
         self.window.clear();
         self.pos = 0;
         let take = |(k, v): (&MemKey, &Bytes)| (k.0.clone(), v.clone());
+        let n = self.window_len;
         match self.dir {
             Direction::Forward => {
                 let range = self.mem.map.range((from, Bound::Unbounded));
                 self.window
-                    .extend(range.take(WINDOW).map(|e| take((e.key(), e.value()))));
+                    .extend(range.take(n).map(|e| take((e.key(), e.value()))));
             }
             Direction::Reverse => {
                 let range = self.mem.map.range((Bound::Unbounded, from));
                 self.window
-                    .extend(range.rev().take(WINDOW).map(|e| take((e.key(), e.value()))));
+                    .extend(range.rev().take(n).map(|e| take((e.key(), e.value()))));
             }
         }
-        self.exhausted = self.window.len() < WINDOW;
+        self.exhausted = self.window.len() < n;
     }
 }
 
 impl InternalIterator for MemTableIterator {
     fn seek_to_first(&mut self) {
+        self.window_len = WINDOW_MIN;
         self.fill(Bound::Unbounded);
     }
 
     fn seek(&mut self, target: &[u8]) {
+        self.window_len = WINDOW_MIN;
         let t = MemKey(target.into());
         self.fill(Bound::Included(&t));
     }
@@ -221,6 +231,7 @@ impl InternalIterator for MemTableIterator {
         }
         if let Some((last, _)) = self.window.last() {
             let last = MemKey(last.clone());
+            self.window_len = (self.window_len * 2).min(WINDOW_MAX);
             self.fill(Bound::Excluded(&last));
         }
     }
@@ -251,7 +262,6 @@ impl InternalIterator for MemTableIterator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     #[test]
     fn get_returns_newest_version_visible_at_seq() {
