@@ -91,6 +91,11 @@ pub struct Options {
     pub background_threads: usize,
     /// Bound on the bytes of one group-commit batch. Default 1 MiB.
     pub max_write_group_bytes: usize,
+    /// Entries in a group from which its writers insert into the memtable
+    /// concurrently, each its own batch, instead of the leader inserting
+    /// all. Default 64 (below it, waking the writers costs more than the
+    /// inserts). 0 = always, `usize::MAX` = never.
+    pub concurrent_insert_min_entries: usize,
     /// Largest key accepted, in bytes. Default 64 KiB.
     pub max_key_bytes: usize,
     /// Largest value accepted, in bytes. Default 512 MiB (Redis's string limit).
@@ -128,6 +133,7 @@ impl Default for Options {
             num_levels: 7,
             background_threads: 2,
             max_write_group_bytes: 1 << 20,
+            concurrent_insert_min_entries: 64,
             max_key_bytes: 64 << 10,
             max_value_bytes: 512 << 20,
             max_manifest_bytes: 64 << 20,

@@ -61,6 +61,10 @@ BENCH OPTIONS:
     --compression C    lz4 or none (lz4)
     --cache-mb M       block cache size in MiB (256)
     --seed S           random seed (301)
+    --batch N          entries per write batch; ops count entries (1)
+    --concurrent-insert-min N
+                       group size (entries) from which writers insert into the
+                       memtable concurrently (64; 0 always, huge never)
 
     Each benchmark prints micros/op and ops/s (wall time over all threads), MB/s,
     and p50/p99/p99.9 per-op latency; write benchmarks then wait (untimed) for

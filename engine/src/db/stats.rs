@@ -18,6 +18,12 @@ pub struct Stats {
     pub user_bytes_written: u64,
     /// Bytes appended to the WAL.
     pub wal_bytes_written: u64,
+    /// Write batches accepted, the groups group commit formed from them,
+    /// and the WAL fsyncs those groups needed: `writes / write_groups` is
+    /// the batching factor.
+    pub writes: u64,
+    pub write_groups: u64,
+    pub wal_syncs: u64,
     /// Table bytes written by memtable flushes.
     pub flush_bytes_written: u64,
     /// Table bytes read and written by compactions.
@@ -73,6 +79,9 @@ impl Stats {
 pub(crate) struct Counters {
     pub user_bytes_written: AtomicU64,
     pub wal_bytes_written: AtomicU64,
+    pub writes: AtomicU64,
+    pub write_groups: AtomicU64,
+    pub wal_syncs: AtomicU64,
     pub flush_bytes_written: AtomicU64,
     pub compaction_bytes_read: AtomicU64,
     pub compaction_bytes_written: AtomicU64,
@@ -93,6 +102,9 @@ impl Counters {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         s.user_bytes_written = get(&self.user_bytes_written);
         s.wal_bytes_written = get(&self.wal_bytes_written);
+        s.writes = get(&self.writes);
+        s.write_groups = get(&self.write_groups);
+        s.wal_syncs = get(&self.wal_syncs);
         s.flush_bytes_written = get(&self.flush_bytes_written);
         s.compaction_bytes_read = get(&self.compaction_bytes_read);
         s.compaction_bytes_written = get(&self.compaction_bytes_written);

@@ -28,7 +28,7 @@ use crate::options::WriteOptions;
 use crate::version::set::wal_name;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Condvar, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// How long a stalled leader sleeps before re-checking (it is also woken
@@ -49,6 +49,8 @@ struct PendingWrite {
 pub(crate) struct WriteQueue {
     pending: VecDeque<PendingWrite>,
     results: HashMap<u64, Result<()>>,
+    /// Followers' shares of a concurrent memtable insert, by writer id.
+    inserts: HashMap<u64, InsertJob>,
     next_id: u64,
     /// Last sequence number assigned (published later by the leader).
     pub last_seq: u64,
@@ -100,6 +102,12 @@ impl DbInner {
             if let Some(r) = q.results.remove(&id) {
                 return r;
             }
+            if let Some(job) = q.inserts.remove(&id) {
+                drop(q);
+                job.run();
+                q = lock(&self.queue);
+                continue;
+            }
             if q.pending.front().is_some_and(|w| w.id == id) {
                 return self.lead(q);
             }
@@ -121,16 +129,22 @@ impl DbInner {
             }
             return room;
         }
-        let (group, members, sync) =
-            take_group(&mut q, leader_opts, self.opts.max_write_group_bytes);
-        let mut group = group;
+        let mut group = take_group(&mut q, leader_opts, self.opts.max_write_group_bytes);
         let base = q.last_seq + 1;
-        q.last_seq += group.len() as u64;
-        group.set_base_seq(base);
+        q.last_seq += group.wal.len() as u64;
+        group.wal.set_base_seq(base);
         let mem = self.super_version().mem.clone();
         drop(q);
 
-        let result = self.apply_group(&group, &mem, base, leader_opts.disable_wal, sync);
+        let members = group.members.len();
+        let last = base + group.wal.len() as u64 - 1;
+        let result = self
+            .log_group(&group, &mem, leader_opts.disable_wal)
+            .and_then(|()| self.insert_group(group, &mem, base));
+        if result.is_ok() {
+            // Every member's entries are in the memtable: make them visible.
+            self.visible_seq.store(last, Ordering::Release);
+        }
 
         let mut q = lock(&self.queue);
         for i in 0..members {
@@ -147,43 +161,82 @@ impl DbInner {
         result
     }
 
-    fn apply_group(
-        &self,
-        group: &WriteBatch,
-        mem: &Arc<MemTable>,
-        base: u64,
-        disable_wal: bool,
-        sync: bool,
-    ) -> Result<()> {
-        if !disable_wal {
-            let mut wal = lock(&self.wal);
-            let w = wal.as_mut().ok_or(Error::Closed)?;
-            w.writer
-                .add_record(group.encoded())
-                .map_err(|e| self.poison(Error::io("append", &w.path, e)))?;
-            // Non-sync writes still reach the OS before they are
-            // acknowledged, so they survive a crash of the process.
-            let (op, durable) = if sync {
-                ("fsync", w.writer.sync())
-            } else {
-                ("write", w.writer.flush())
-            };
-            durable.map_err(|e| self.poison(Error::io(op, &w.path, e)))?;
-            Counters::add(&self.counters.wal_bytes_written, group.size_bytes() as u64);
-        } else {
+    /// Appends the group to the WAL as one record, then fsyncs (if any
+    /// member asked) or at least hands the bytes to the OS.
+    fn log_group(&self, group: &Group, mem: &MemTable, disable_wal: bool) -> Result<()> {
+        Counters::add(&self.counters.writes, group.members.len() as u64);
+        Counters::add(&self.counters.write_groups, 1);
+        if disable_wal {
             mem.mark_unlogged();
+            return Ok(());
         }
-        let mut user_bytes = 0u64;
-        let mut seq = base;
-        let ops = BatchOps::new(group.encoded()).map_err(Error::InvalidArgument)?;
-        for op in ops {
-            let op = op.map_err(Error::InvalidArgument)?;
-            mem.add(seq, op.kind, op.key, op.value);
-            user_bytes += (op.key.len() + op.value.len()) as u64;
-            seq += 1;
+        let mut wal = lock(&self.wal);
+        let w = wal.as_mut().ok_or(Error::Closed)?;
+        w.writer
+            .add_record(group.wal.encoded())
+            .map_err(|e| self.poison(Error::io("append", &w.path, e)))?;
+        // Non-sync writes still reach the OS before they are acknowledged,
+        // so they survive a crash of the process.
+        let (op, durable) = if group.sync {
+            Counters::add(&self.counters.wal_syncs, 1);
+            ("fsync", w.writer.sync())
+        } else {
+            ("write", w.writer.flush())
+        };
+        durable.map_err(|e| self.poison(Error::io(op, &w.path, e)))?;
+        Counters::add(
+            &self.counters.wal_bytes_written,
+            group.wal.size_bytes() as u64,
+        );
+        Ok(())
+    }
+
+    /// Inserts every member's entries into the memtable. Small groups are
+    /// inserted by the leader alone; a group of at least
+    /// `concurrent_insert_min_entries` entries is split: each follower
+    /// inserts its own batch on its own thread (the skiplist takes
+    /// concurrent inserts) while the leader inserts its own, and the leader
+    /// waits for all of them. Waking a follower costs a context switch,
+    /// which is more than inserting a few small entries: hence the bound.
+    fn insert_group(&self, group: Group, mem: &Arc<MemTable>, base: u64) -> Result<()> {
+        let parallel =
+            group.members.len() > 1 && group.wal.len() >= self.opts.concurrent_insert_min_entries;
+        if !parallel {
+            let bytes = insert_batch(mem, group.wal.encoded(), base)?;
+            Counters::add(&self.counters.user_bytes_written, bytes);
+            return Ok(());
         }
-        Counters::add(&self.counters.user_bytes_written, user_bytes);
-        self.visible_seq.store(seq - 1, Ordering::Release);
+        let done = Arc::new(Countdown::new(group.members.len() - 1));
+        let mut own = None;
+        {
+            let mut q = lock(&self.queue);
+            let mut member_base = base;
+            for (i, (id, batch)) in group.members.into_iter().enumerate() {
+                let next_base = member_base + batch.len() as u64;
+                if i == 0 {
+                    own = Some((batch, member_base));
+                } else {
+                    let job = InsertJob {
+                        mem: mem.clone(),
+                        base: member_base,
+                        batch,
+                        done: done.clone(),
+                    };
+                    q.inserts.insert(id, job);
+                    if let Some(w) = q.pending.iter().find(|w| w.id == id) {
+                        w.cv.notify_one();
+                    }
+                }
+                member_base = next_base;
+            }
+        }
+        let own_result = match own {
+            Some((batch, b)) => insert_batch(mem, batch.encoded(), b),
+            None => Ok(0),
+        };
+        let followers = done.wait();
+        let bytes = own_result? + followers?;
+        Counters::add(&self.counters.user_bytes_written, bytes);
         Ok(())
     }
 
@@ -284,35 +337,105 @@ impl DbInner {
     }
 }
 
+/// A group-commit group: the WAL record (every member's entries under one
+/// header) and each member's own batch (for concurrent insertion).
+struct Group {
+    wal: WriteBatch,
+    members: Vec<(u64, WriteBatch)>,
+    sync: bool,
+}
+
 /// Takes the leader's batch and those that may join it from the front of
-/// the queue; returns the group, how many writers it covers, and whether
-/// any of them asked for sync.
-fn take_group(
-    q: &mut WriteQueue,
-    leader: WriteOptions,
-    max_bytes: usize,
-) -> (WriteBatch, usize, bool) {
-    let mut group = WriteBatch::new();
-    let mut members = 0;
-    let mut sync = false;
+/// the queue (the leader first, in queue order).
+fn take_group(q: &mut WriteQueue, leader: WriteOptions, max_bytes: usize) -> Group {
+    let mut group = Group {
+        wal: WriteBatch::new(),
+        members: Vec::new(),
+        sync: false,
+    };
     for w in q.pending.iter_mut() {
         if w.switch_memtable {
             break;
         }
         let Some(b) = w.batch.as_ref() else { break };
-        if members > 0 {
+        if !group.members.is_empty() {
             let joins = w.opts.disable_wal == leader.disable_wal
                 && (leader.sync || !w.opts.sync)
-                && group.size_bytes() + b.size_bytes() <= max_bytes;
+                && group.wal.size_bytes() + b.size_bytes() <= max_bytes;
             if !joins {
                 break;
             }
         }
         if let Some(b) = w.batch.take() {
-            group.append_entries(&b);
+            group.wal.append_entries(&b);
+            group.members.push((w.id, b));
         }
-        sync |= w.opts.sync;
-        members += 1;
+        group.sync |= w.opts.sync;
     }
-    (group, members, sync)
+    group
+}
+
+/// Inserts an encoded batch's entries with sequence numbers from `base`;
+/// returns the user bytes inserted.
+fn insert_batch(mem: &MemTable, encoded: &[u8], base: u64) -> Result<u64> {
+    let mut bytes = 0u64;
+    let mut seq = base;
+    for op in BatchOps::new(encoded).map_err(Error::InvalidArgument)? {
+        let op = op.map_err(Error::InvalidArgument)?;
+        mem.add(seq, op.kind, op.key, op.value);
+        bytes += (op.key.len() + op.value.len()) as u64;
+        seq += 1;
+    }
+    Ok(bytes)
+}
+
+/// A follower's share of a concurrent memtable insert.
+struct InsertJob {
+    mem: Arc<MemTable>,
+    base: u64,
+    batch: WriteBatch,
+    done: Arc<Countdown>,
+}
+
+impl InsertJob {
+    fn run(self) {
+        let r = insert_batch(&self.mem, self.batch.encoded(), self.base);
+        self.done.finish(r);
+    }
+}
+
+/// Counts followers' inserts down to zero, summing bytes and keeping the
+/// first error.
+struct Countdown {
+    state: Mutex<(usize, Result<u64>)>,
+    cv: Condvar,
+}
+
+impl Countdown {
+    fn new(n: usize) -> Self {
+        Countdown {
+            state: Mutex::new((n, Ok(0))),
+            cv: Condvar::new(),
+        }
+    }
+
+    fn finish(&self, r: Result<u64>) {
+        let mut s = lock(&self.state);
+        s.0 -= 1;
+        s.1 = match (std::mem::replace(&mut s.1, Ok(0)), r) {
+            (Ok(a), Ok(b)) => Ok(a + b),
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        };
+        if s.0 == 0 {
+            self.cv.notify_all();
+        }
+    }
+
+    fn wait(&self) -> Result<u64> {
+        let mut s = lock(&self.state);
+        while s.0 > 0 {
+            s = self.cv.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+        std::mem::replace(&mut s.1, Ok(0))
+    }
 }
