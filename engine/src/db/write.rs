@@ -379,12 +379,11 @@ fn take_group(q: &mut WriteQueue, leader: WriteOptions, max_bytes: usize) -> Gro
 /// returns the user bytes inserted.
 fn insert_batch(mem: &MemTable, encoded: &[u8], base: u64) -> Result<u64> {
     let mut bytes = 0u64;
-    let mut seq = base;
-    for op in BatchOps::new(encoded).map_err(Error::InvalidArgument)? {
+    let ops = BatchOps::new(encoded).map_err(Error::InvalidArgument)?;
+    for (seq, op) in (base..).zip(ops) {
         let op = op.map_err(Error::InvalidArgument)?;
         mem.add(seq, op.kind, op.key, op.value);
         bytes += (op.key.len() + op.value.len()) as u64;
-        seq += 1;
     }
     Ok(bytes)
 }
