@@ -98,17 +98,8 @@ impl Output<'_> {
             return Ok(());
         };
         let s = builder.finish()?;
-        self.files.push(NewFile {
-            level: self.level,
-            number,
-            size: s.file_size,
-            smallest: s.smallest,
-            largest: s.largest,
-            smallest_seq: s.props.smallest_seq,
-            largest_seq: s.props.largest_seq,
-            num_entries: s.props.num_entries,
-            num_deletions: s.props.num_deletions,
-        });
+        self.files
+            .push(NewFile::from_summary(self.level, number, s));
         Ok(())
     }
 }

@@ -810,15 +810,5 @@ pub(crate) fn build_l0_table(
     let s = builder.finish()?;
     fs.sync_dir(dir)
         .map_err(|e| Error::io("fsync directory", dir, e))?;
-    Ok(Some(NewFile {
-        level: 0,
-        number,
-        size: s.file_size,
-        smallest: s.smallest,
-        largest: s.largest,
-        smallest_seq: s.props.smallest_seq,
-        largest_seq: s.props.largest_seq,
-        num_entries: s.props.num_entries,
-        num_deletions: s.props.num_deletions,
-    }))
+    Ok(Some(NewFile::from_summary(0, number, s)))
 }

@@ -23,6 +23,7 @@
 //! is corruption: the manifest is never half-understood.
 
 use crate::range_del::RangeTombstone;
+use crate::table::TableSummary;
 use crate::util::coding::{Decoder, put_length_prefixed, put_varint32, put_varint64};
 
 /// The most levels any database can have (bounds decoding).
@@ -52,6 +53,23 @@ pub(crate) struct NewFile {
     pub largest_seq: u64,
     pub num_entries: u64,
     pub num_deletions: u64,
+}
+
+impl NewFile {
+    /// The manifest's record of table `number`, just written, at `level`.
+    pub(crate) fn from_summary(level: usize, number: u64, s: TableSummary) -> NewFile {
+        NewFile {
+            level,
+            number,
+            size: s.file_size,
+            smallest: s.smallest,
+            largest: s.largest,
+            smallest_seq: s.props.smallest_seq,
+            largest_seq: s.props.largest_seq,
+            num_entries: s.props.num_entries,
+            num_deletions: s.props.num_deletions,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
