@@ -84,8 +84,9 @@ fn run_session(
             Some(std::thread::spawn(move || {
                 while !done.load(Ordering::Acquire) {
                     if fs.op_count(op) >= n {
-                        freeze(&fs);
+                        // Flag first: a write failing after the freeze must see it.
                         frozen.store(true, Ordering::Release);
+                        freeze(&fs);
                         return;
                     }
                     std::thread::sleep(Duration::from_micros(50));
