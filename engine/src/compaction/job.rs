@@ -24,6 +24,7 @@ use crate::iter::{Direction, InternalIterator};
 use crate::key::{self, ValueKind};
 use crate::options::{CompactionFilter, FilterDecision, TableOptions};
 use crate::table::TableBuilder;
+use crate::version::FileMeta;
 use crate::version::edit::{NewFile, VersionEdit};
 use crate::version::set::table_name;
 use std::path::PathBuf;
@@ -104,6 +105,49 @@ impl Output<'_> {
     }
 }
 
+/// Cuts compaction outputs so that no output table overlaps more than
+/// `limit_bytes` of the level below the output level (the grandparents):
+/// otherwise one output could make the next compaction into that level
+/// rewrite a huge range. LevelDB's rule, with its limit of ten target files.
+struct GrandparentCutter<'a> {
+    grandparents: &'a [Arc<FileMeta>],
+    index: usize,
+    overlap_bytes: u64,
+    limit_bytes: u64,
+    seen_key: bool,
+}
+
+impl<'a> GrandparentCutter<'a> {
+    fn new(grandparents: &'a [Arc<FileMeta>], limit_bytes: u64) -> Self {
+        GrandparentCutter {
+            grandparents,
+            index: 0,
+            overlap_bytes: 0,
+            limit_bytes,
+            seen_key: false,
+        }
+    }
+
+    /// Called with each new user key, in ascending order: true when the
+    /// current output should end before it.
+    fn cut_before(&mut self, user_key: &[u8]) -> bool {
+        while let Some(g) = self.grandparents.get(self.index)
+            && user_key > g.largest_user_key()
+        {
+            if self.seen_key {
+                self.overlap_bytes += g.size;
+            }
+            self.index += 1;
+        }
+        self.seen_key = true;
+        if self.overlap_bytes > self.limit_bytes {
+            self.overlap_bytes = 0;
+            return true;
+        }
+        false
+    }
+}
+
 /// The first snapshot at or above `seq`, or `u64::MAX` when none is.
 fn next_snapshot(snapshots: &[u64], seq: u64) -> u64 {
     let i = snapshots.partition_point(|&s| s < seq);
@@ -157,6 +201,10 @@ pub(crate) fn run(c: &Compaction, env: &JobEnv<'_>) -> Result<JobResult> {
         files: Vec::new(),
     };
     let tombstones = &c.version.fragments;
+    let mut grandparents = GrandparentCutter::new(
+        c.version.files(c.output_level() + 1),
+        env.target_file_size_bytes.saturating_mul(10),
+    );
     let newest_snapshot = env.snapshots.last().copied();
     let mut current_key: Option<Vec<u8>> = None;
     // Sequence number of the previous (newer) version of the current key.
@@ -167,7 +215,9 @@ pub(crate) fn run(c: &Compaction, env: &JobEnv<'_>) -> Result<JobResult> {
             .ok_or_else(|| Error::corruption("<compaction input>", 0, "malformed internal key"))?;
         let first_of_key = current_key.as_deref() != Some(p.user_key);
         if first_of_key {
-            if out.should_cut() {
+            // Both rules see every key (the cutter must advance).
+            let gp_cut = grandparents.cut_before(p.user_key);
+            if gp_cut || out.should_cut() {
                 out.finish_current()?;
             }
             current_key = Some(p.user_key.to_vec());
@@ -228,7 +278,57 @@ pub(crate) fn run(c: &Compaction, env: &JobEnv<'_>) -> Result<JobResult> {
 
 #[cfg(test)]
 mod tests {
-    use super::next_snapshot;
+    use super::{GrandparentCutter, next_snapshot};
+    use crate::key::{ValueKind, make_internal_key};
+    use crate::version::FileMeta;
+    use crate::version::edit::NewFile;
+    use std::sync::Arc;
+
+    fn table(lo: &str, hi: &str, size: u64) -> Arc<FileMeta> {
+        let nf = NewFile {
+            level: 2,
+            number: 1,
+            size,
+            smallest: make_internal_key(lo.as_bytes(), 1, ValueKind::Value),
+            largest: make_internal_key(hi.as_bytes(), 1, ValueKind::Value),
+            smallest_seq: 1,
+            largest_seq: 1,
+            num_entries: 1,
+            num_deletions: 0,
+        };
+        Arc::new(FileMeta::from_new_file(&nf, None))
+    }
+
+    #[test]
+    fn output_is_cut_once_it_overlaps_too_much_of_the_grandparents() {
+        // An output spanning more than the limit of the level below is cut
+        // at the first key past the limit, and the count starts over.
+        let gps = [
+            table("a", "b", 40),
+            table("c", "d", 40),
+            table("e", "f", 40),
+            table("g", "h", 40),
+        ];
+        let mut cut = GrandparentCutter::new(&gps, 60);
+        assert!(!cut.cut_before(b"a"));
+        assert!(!cut.cut_before(b"c"), "40 bytes passed, limit 60");
+        assert!(cut.cut_before(b"e"), "80 bytes passed");
+        assert!(!cut.cut_before(b"g"), "count restarted: 40 bytes");
+        assert!(cut.cut_before(b"z"), "80 bytes again");
+    }
+
+    #[test]
+    fn grandparents_before_the_first_key_do_not_count() {
+        // Tables entirely below the compaction's first key are skipped free.
+        let gps = [
+            table("a", "b", 1000),
+            table("c", "d", 1000),
+            table("x", "y", 10),
+        ];
+        let mut cut = GrandparentCutter::new(&gps, 60);
+        assert!(!cut.cut_before(b"w"));
+        assert!(!cut.cut_before(b"x"));
+    }
 
     #[test]
     fn next_snapshot_finds_first_at_or_above() {
