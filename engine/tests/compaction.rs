@@ -213,3 +213,19 @@ fn range_deleted_space_comes_back_and_the_tombstone_is_collected() {
     assert_eq!(db.get("k04000").unwrap(), Some(vec![b'z'; 100]));
     assert_eq!(db.iter(IterOptions::new()).count(), 1000);
 }
+
+#[test]
+fn close_releases_the_directory_while_a_snapshot_lives() {
+    // A closed instance keeps serving its snapshot, and the directory can be
+    // opened again at once.
+    let fs = MemFs::new();
+    let db = Db::open("/db", opts(&fs)).unwrap();
+    db.put("k", "old").unwrap();
+    let snap = db.snapshot();
+    db.close().unwrap();
+    assert!(db.put("k", "refused").is_err());
+    let again = Db::open("/db", opts(&fs)).unwrap();
+    again.put("k", "new").unwrap();
+    assert_eq!(db.get_at("k", &snap).unwrap(), Some(b"old".to_vec()));
+    assert_eq!(again.get("k").unwrap(), Some(b"new".to_vec()));
+}

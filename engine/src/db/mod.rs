@@ -75,7 +75,10 @@ pub(crate) struct DbInner {
     opts: Options,
     dir: PathBuf,
     fs: Arc<dyn FileSystem>,
-    _lock: Box<dyn DirLock>,
+    /// The directory lock; released by `close`, so the database can be
+    /// reopened while snapshots or iterators of this instance still live
+    /// (they keep reading their files; this instance writes nothing more).
+    dir_lock: Mutex<Option<Box<dyn DirLock>>>,
     versions: Mutex<VersionSet>,
     sv: RwLock<Arc<SuperVersion>>,
     queue: Mutex<WriteQueue>,
@@ -746,15 +749,14 @@ impl DbInner {
         // Wait for an in-flight group-commit leader, then seal the WAL so
         // recovery treats all of it as synced.
         let _q = lock(&self.queue);
-        let mut wal = lock(&self.wal);
-        if let Some(mut w) = wal.take()
+        let mut sealed = Ok(());
+        if let Some(mut w) = lock(&self.wal).take()
             && !self.poisoned.load(Ordering::Acquire)
         {
-            w.writer
-                .seal()
-                .map_err(|e| Error::io("fsync", &w.path, e))?;
+            sealed = w.writer.seal().map_err(|e| Error::io("fsync", &w.path, e));
         }
-        flushed
+        lock(&self.dir_lock).take();
+        flushed.and(sealed)
     }
 }
 

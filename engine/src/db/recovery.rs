@@ -260,7 +260,7 @@ pub(super) fn open(dir: &Path, opts: Options) -> Result<DbInner> {
     Ok(DbInner {
         dir: dir.to_path_buf(),
         fs,
-        _lock: dir_lock,
+        dir_lock: Mutex::new(Some(dir_lock)),
         sv: RwLock::new(Arc::new(SuperVersion {
             mem,
             imms: Vec::new(),
