@@ -66,6 +66,8 @@ pub(crate) fn trivial_move(c: &Compaction) -> JobResult {
 struct Output<'a> {
     env: &'a JobEnv<'a>,
     level: usize,
+    /// Range tombstones up to this sequence are applied to every output.
+    range_del_seq: u64,
     current: Option<(TableBuilder, u64)>,
     files: Vec<NewFile>,
 }
@@ -99,8 +101,9 @@ impl Output<'_> {
             return Ok(());
         };
         let s = builder.finish()?;
-        self.files
-            .push(NewFile::from_summary(self.level, number, s));
+        let mut nf = NewFile::from_summary(self.level, number, s);
+        nf.range_del_seq = self.range_del_seq;
+        self.files.push(nf);
         Ok(())
     }
 }
@@ -146,6 +149,23 @@ impl<'a> GrandparentCutter<'a> {
         }
         false
     }
+}
+
+/// Every range tombstone this compaction fully applies: those every live
+/// snapshot sees (what they cover is dropped whatever its sequence), and
+/// whatever the inputs had already applied.
+fn applied_range_del_seq(c: &Compaction, snapshots: &[u64]) -> u64 {
+    let oldest = snapshots.first().copied();
+    let applied = c
+        .version
+        .range_tombstones
+        .iter()
+        .map(|t| t.seq)
+        .filter(|&s| oldest.is_none_or(|o| s <= o))
+        .max()
+        .unwrap_or(0);
+    let inherited = c.all_inputs().map(|f| f.range_del_seq).min().unwrap_or(0);
+    applied.max(inherited)
 }
 
 /// The first snapshot at or above `seq`, or `u64::MAX` when none is.
@@ -197,6 +217,7 @@ pub(crate) fn run(c: &Compaction, env: &JobEnv<'_>) -> Result<JobResult> {
     let mut out = Output {
         env,
         level: c.output_level(),
+        range_del_seq: applied_range_del_seq(c, &env.snapshots),
         current: None,
         files: Vec::new(),
     };
@@ -295,6 +316,7 @@ mod tests {
             largest_seq: 1,
             num_entries: 1,
             num_deletions: 0,
+            range_del_seq: 0,
         };
         Arc::new(FileMeta::from_new_file(&nf, None))
     }

@@ -114,8 +114,61 @@ pub(crate) fn scores(version: &Version, opts: &Options) -> Vec<(f64, usize)> {
     out
 }
 
-/// The most urgent compaction whose tables are all free, if any level needs one.
+/// The most urgent compaction whose tables are all free: a level over its
+/// size first; otherwise a table holding data that a range tombstone hides.
 pub(crate) fn pick(
+    version: &Arc<Version>,
+    opts: &Options,
+    busy: &HashSet<u64>,
+    oldest_snapshot: Option<u64>,
+    pointer: impl Fn(usize) -> Vec<u8>,
+) -> Option<Compaction> {
+    pick_by_size(version, opts, busy, pointer)
+        .or_else(|| pick_by_tombstone(version, busy, oldest_snapshot))
+}
+
+/// A table below L0 that still holds versions a range tombstone hides,
+/// compacted into the next level (or rewritten in place at the last), so
+/// the space comes back and the tombstone can be collected without a
+/// manual compaction. Only tombstones every snapshot sees qualify: those
+/// are applied in full, so the rewrite settles the table for good (its
+/// `range_del_seq` then covers the tombstone) and is never picked again.
+fn pick_by_tombstone(
+    version: &Arc<Version>,
+    busy: &HashSet<u64>,
+    oldest_snapshot: Option<u64>,
+) -> Option<Compaction> {
+    let last = version.num_levels().checked_sub(1)?;
+    let settled = |seq: u64| oldest_snapshot.is_none_or(|s| seq <= s);
+    for level in 1..=last {
+        for f in version.files(level) {
+            let hides = version
+                .range_tombstones
+                .iter()
+                .any(|t| settled(t.seq) && f.may_hide_under(t));
+            if !hides || busy.contains(&f.number) {
+                continue;
+            }
+            let c = if level == last {
+                Compaction {
+                    level,
+                    output_level: level,
+                    inputs: vec![f.clone()],
+                    next_inputs: Vec::new(),
+                    version: version.clone(),
+                }
+            } else {
+                Compaction::new(version, level, vec![f.clone()])
+            };
+            if c.all_inputs().all(|f| !busy.contains(&f.number)) {
+                return Some(c);
+            }
+        }
+    }
+    None
+}
+
+fn pick_by_size(
     version: &Arc<Version>,
     opts: &Options,
     busy: &HashSet<u64>,

@@ -532,7 +532,8 @@ impl DbInner {
         let c = {
             let vs = lock(&self.versions);
             let version = vs.current();
-            compaction::pick(&version, &self.opts, &bg.busy, |level| {
+            let oldest = lock(&self.snapshots).keys().next().copied();
+            compaction::pick(&version, &self.opts, &bg.busy, oldest, |level| {
                 vs.compact_pointer(level).to_vec()
             })
         }?;
@@ -714,7 +715,8 @@ impl DbInner {
     fn no_compaction_due(&self, bg: &BgState) -> bool {
         let vs = lock(&self.versions);
         let version = vs.current();
-        compaction::pick(&version, &self.opts, &bg.busy, |l| {
+        let oldest = lock(&self.snapshots).keys().next().copied();
+        compaction::pick(&version, &self.opts, &bg.busy, oldest, |l| {
             vs.compact_pointer(l).to_vec()
         })
         .is_none()

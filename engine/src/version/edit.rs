@@ -14,6 +14,7 @@
 //!                      | smallest ikey (varint len + bytes) | largest ikey (same)
 //!                      | smallest_seq varint64 | largest_seq varint64
 //!                      | num_entries varint64 | num_deletions varint64
+//!                      | range_del_seq varint64
 //!  6 range_tombstone   seq varint64 | start (varint len + bytes) | end (same)
 //!  7 drop_tombstone    seq varint64
 //!  8 compact_pointer   level varint32 | ikey (varint len + bytes)
@@ -53,6 +54,9 @@ pub(crate) struct NewFile {
     pub largest_seq: u64,
     pub num_entries: u64,
     pub num_deletions: u64,
+    /// Every range tombstone with a sequence number up to this one has
+    /// been applied to the table's entries (0: none known to be).
+    pub range_del_seq: u64,
 }
 
 impl NewFile {
@@ -68,6 +72,7 @@ impl NewFile {
             largest_seq: s.props.largest_seq,
             num_entries: s.props.num_entries,
             num_deletions: s.props.num_deletions,
+            range_del_seq: 0,
         }
     }
 }
@@ -116,6 +121,7 @@ impl VersionEdit {
             put_varint64(&mut out, f.largest_seq);
             put_varint64(&mut out, f.num_entries);
             put_varint64(&mut out, f.num_deletions);
+            put_varint64(&mut out, f.range_del_seq);
         }
         for t in &self.range_tombstones {
             field(tag::RANGE_TOMBSTONE, &mut out);
@@ -189,6 +195,7 @@ fn decode_new_file(d: &mut Decoder<'_>) -> Option<NewFile> {
         largest_seq: d.varint64()?,
         num_entries: d.varint64()?,
         num_deletions: d.varint64()?,
+        range_del_seq: d.varint64()?,
     })
 }
 
@@ -212,6 +219,7 @@ mod tests {
                 largest_seq: 98,
                 num_entries: 10,
                 num_deletions: 2,
+                range_del_seq: 40,
             }],
             range_tombstones: vec![RangeTombstone {
                 start: b"b".to_vec(),

@@ -40,6 +40,8 @@ pub(crate) struct FileMeta {
     pub largest_seq: u64,
     pub num_entries: u64,
     pub num_deletions: u64,
+    /// Range tombstones up to this sequence are applied to the entries.
+    pub range_del_seq: u64,
     obsolete: AtomicBool,
     reclaimer: Option<Weak<dyn FileReclaimer>>,
 }
@@ -69,6 +71,7 @@ impl FileMeta {
             largest_seq: f.largest_seq,
             num_entries: f.num_entries,
             num_deletions: f.num_deletions,
+            range_del_seq: f.range_del_seq,
             obsolete: AtomicBool::new(false),
             reclaimer,
         }
@@ -85,6 +88,7 @@ impl FileMeta {
             largest_seq: self.largest_seq,
             num_entries: self.num_entries,
             num_deletions: self.num_deletions,
+            range_del_seq: self.range_del_seq,
         }
     }
 
@@ -106,6 +110,15 @@ impl FileMeta {
 
     pub(crate) fn contains_user_key(&self, user_key: &[u8]) -> bool {
         self.smallest_user_key() <= user_key && user_key <= self.largest_user_key()
+    }
+
+    /// True when this table may still hold versions that `t` hides: it
+    /// overlaps the range, holds something older than `t`, and no compaction
+    /// has applied `t` to it yet.
+    pub(crate) fn may_hide_under(&self, t: &RangeTombstone) -> bool {
+        let overlaps = self.smallest_user_key() < t.end.as_slice()
+            && t.start.as_slice() <= self.largest_user_key();
+        overlaps && self.smallest_seq < t.seq && self.range_del_seq < t.seq
     }
 
     pub(crate) fn mark_obsolete(&self) {
@@ -187,19 +200,14 @@ impl Version {
         out
     }
 
-    /// Sequence numbers of range tombstones that no longer hide anything: no
-    /// table overlapping the range holds a version older than the tombstone.
+    /// Sequence numbers of range tombstones that no longer hide anything:
+    /// every table overlapping the range is newer than the tombstone or has
+    /// already had it applied.
     /// (Memtables only hold newer writes than any flushed tombstone.)
     pub(crate) fn collectable_tombstones(&self) -> Vec<u64> {
         self.range_tombstones
             .iter()
-            .filter(|t| {
-                !self.all_files().any(|(_, f)| {
-                    let overlaps = f.smallest_user_key() < t.end.as_slice()
-                        && t.start.as_slice() <= f.largest_user_key();
-                    overlaps && f.smallest_seq < t.seq
-                })
-            })
+            .filter(|t| !self.all_files().any(|(_, f)| f.may_hide_under(t)))
             .map(|t| t.seq)
             .collect()
     }
@@ -332,6 +340,7 @@ mod tests {
             largest_seq: seqs.1,
             num_entries: 1,
             num_deletions: 0,
+            range_del_seq: 0,
         }
     }
 
