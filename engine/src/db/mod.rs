@@ -421,7 +421,7 @@ impl DbInner {
         }
         let tombstones = vec![
             sv.version.fragments.clone(),
-            FragmentedTombstones::new(&mem_tombstones, read_seq),
+            Arc::new(FragmentedTombstones::new(&mem_tombstones, read_seq)),
         ];
         let pins: Vec<Box<dyn std::any::Any + Send + Sync>> = vec![Box::new(sv.clone())];
         DbIterator::new(

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::key::{self, MAX_SEQUENCE, ValueKind};
 use crate::range_del::FragmentedTombstones;
 use std::any::Any;
+use std::sync::Arc;
 
 /// Where an iterator starts and stops, and which way it goes.
 #[derive(Debug, Clone, Default)]
@@ -73,7 +74,7 @@ fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
 pub struct DbIterator {
     inner: Box<dyn InternalIterator>,
     read_seq: u64,
-    tombstones: Vec<FragmentedTombstones>,
+    tombstones: Vec<Arc<FragmentedTombstones>>,
     opts: IterOptions,
     done: bool,
     started: bool,
@@ -95,7 +96,7 @@ impl DbIterator {
     pub(crate) fn new(
         inner: Box<dyn InternalIterator>,
         read_seq: u64,
-        tombstones: Vec<FragmentedTombstones>,
+        tombstones: Vec<Arc<FragmentedTombstones>>,
         opts: IterOptions,
         pins: Vec<Box<dyn Any + Send + Sync>>,
     ) -> Self {
@@ -321,7 +322,7 @@ mod tests {
             Direction::Forward
         };
         let inner = Box::new(VecIterator::new(entries(), dir));
-        let frags = vec![FragmentedTombstones::new(tombs, u64::MAX)];
+        let frags = vec![Arc::new(FragmentedTombstones::new(tombs, u64::MAX))];
         DbIterator::new(inner, read_seq, frags, opts, Vec::new())
             .map(|r| r.unwrap())
             .map(|(k, v)| (String::from_utf8(k).unwrap(), String::from_utf8(v).unwrap()))

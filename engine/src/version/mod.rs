@@ -144,7 +144,7 @@ pub(crate) struct Version {
     /// Range tombstones flushed from memtables, ascending by sequence.
     pub range_tombstones: Vec<RangeTombstone>,
     /// The same tombstones fragmented once, for reads at any sequence.
-    pub fragments: FragmentedTombstones,
+    pub fragments: Arc<FragmentedTombstones>,
 }
 
 impl Version {
@@ -317,7 +317,7 @@ impl VersionBuilder {
         let range_tombstones: Vec<RangeTombstone> = self.tombstones.into_values().collect();
         let version = Version {
             levels,
-            fragments: FragmentedTombstones::new(&range_tombstones, u64::MAX),
+            fragments: Arc::new(FragmentedTombstones::new(&range_tombstones, u64::MAX)),
             range_tombstones,
         };
         Ok((version, self.removed.into_values().collect()))
