@@ -1,5 +1,7 @@
-//! Cairn's Redis-protocol front. For now this crate holds only the RESP codec
-//! (`resp`): frames, a streaming decoder with bounded allocation, the request
+//! Cairn's Redis-protocol front. For now this crate holds the RESP codec
+//! (`resp`) and the command layer (`command`: Redis string commands as a
+//! pure function of command, state and time, see `docs/commands.md`). The
+//! codec has frames, a streaming decoder with bounded allocation, the request
 //! view the server will read commands through (multibulk or inline), and an
 //! encoder for RESP2 and RESP3 clients. See `docs/protocol.md` for what the
 //! codec accepts, its limits and how RESP3 replies degrade for RESP2 clients.
@@ -24,4 +26,5 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod command;
 pub mod resp;

@@ -26,3 +26,4 @@ pub use decode::{Decoder, decode};
 pub use error::ProtocolError;
 pub use frame::{Frame, RespVersion};
 pub use limits::Limits;
+pub(crate) use line::parse_i64;
