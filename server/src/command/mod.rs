@@ -6,7 +6,8 @@
 //! the same thing on every replica; `exec` runs it against a [`ReadState`]
 //! at a given time and returns the reply and the [`Mutation`]s; `value` is
 //! what the engine stores per key; `engine` connects all this to a real
-//! [`cairn_engine::Db`]. `number` reads and writes numbers as Redis does.
+//! [`cairn_engine::Db`]; `expiry` is the compaction filter that removes
+//! expired keys from disk. `number` reads and writes numbers as Redis does.
 //!
 //! Execution never reads a clock and never does I/O, so it serves either
 //! way of replicating: apply the (stamped) command on every replica, or
@@ -35,6 +36,7 @@
 mod engine;
 mod error;
 mod exec;
+mod expiry;
 mod number;
 mod parse;
 mod stamp;
@@ -43,5 +45,6 @@ mod value;
 pub use engine::{EngineState, apply_mutations};
 pub use error::{CommandError, ExecError, STRING_MAX_BYTES, StateError};
 pub use exec::{Mutation, Outcome, ReadState, execute};
+pub use expiry::ExpiryFilter;
 pub use parse::{Command, ExpireCondition, Expiry, GetExTtl, SetCondition, SetTtl};
 pub use value::{DecodeError, StoredValue, Value};

@@ -91,6 +91,18 @@ impl StoredValue {
         out
     }
 
+    /// The expiry of an encoded value, read from its header without copying
+    /// the payload (the compaction filter looks at every value it passes).
+    pub fn peek_expire_at(bytes: &[u8]) -> Result<Option<NonZeroU64>, DecodeError> {
+        let too_short = DecodeError::TooShort { len: bytes.len() };
+        let (&type_byte, rest) = bytes.split_first().ok_or(too_short.clone())?;
+        let (expire, _) = rest.split_first_chunk::<8>().ok_or(too_short)?;
+        if type_byte != TYPE_STRING {
+            return Err(DecodeError::UnknownType { type_byte });
+        }
+        Ok(NonZeroU64::new(u64::from_le_bytes(*expire)))
+    }
+
     /// Reads a value written by [`StoredValue::encode`]. Checked: unknown
     /// types and short input are errors, never a panic.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
