@@ -27,8 +27,9 @@
 )]
 
 use std::collections::HashMap;
-use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hash};
+
+use super::hash::IntHashBuilder;
 use std::sync::{Mutex, MutexGuard};
 
 /// Upper bound on shards; more buys little on the machines we target.
@@ -47,7 +48,7 @@ struct Entry<K, V> {
 }
 
 struct Shard<K, V> {
-    index: HashMap<K, usize>,
+    index: HashMap<K, usize, IntHashBuilder>,
     slots: Vec<Option<Entry<K, V>>>,
     free: Vec<usize>,
     hand: usize,
@@ -59,7 +60,7 @@ struct Shard<K, V> {
 impl<K: Hash + Eq + Clone, V: Clone> Shard<K, V> {
     fn new(capacity_charge: usize, max_entries: usize) -> Self {
         Shard {
-            index: HashMap::new(),
+            index: HashMap::default(),
             slots: Vec::new(),
             free: Vec::new(),
             hand: 0,
@@ -145,7 +146,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Shard<K, V> {
 /// of entries.
 pub(crate) struct ClockCache<K, V> {
     shards: Vec<Mutex<Shard<K, V>>>,
-    hasher: RandomState,
+    hasher: IntHashBuilder,
 }
 
 impl<K: Hash + Eq + Clone, V: Clone> ClockCache<K, V> {
@@ -165,13 +166,13 @@ impl<K: Hash + Eq + Clone, V: Clone> ClockCache<K, V> {
             shards: (0..shards)
                 .map(|_| Mutex::new(Shard::new(shard_charge, shard_entries)))
                 .collect(),
-            hasher: RandomState::new(),
+            hasher: IntHashBuilder::default(),
         }
     }
 
     fn shard(&self, key: &K) -> MutexGuard<'_, Shard<K, V>> {
-        // The shard count is a power of two; use the high bits, which the
-        // shard's own HashMap (a different RandomState) does not correlate with.
+        // The shard count is a power of two; use bits 32.., which the shard's
+        // own table (indexed by the low bits, tagged by the top 7) ignores.
         let h = self.hasher.hash_one(key);
         let i = (h >> 32) as usize & (self.shards.len() - 1);
         // `shards` is never empty and `i` is masked to its length.

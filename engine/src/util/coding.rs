@@ -35,6 +35,12 @@ pub(crate) fn put_fixed64(dst: &mut Vec<u8>, v: u64) {
 /// Decodes a varint from the front of `src`; returns the value and the number
 /// of bytes it used. `None` on truncation or on more than 64 bits.
 pub(crate) fn get_varint64(src: &[u8]) -> Option<(u64, usize)> {
+    // Fast path: block entry lengths are almost always below 128.
+    if let Some(&b) = src.first()
+        && b < 0x80
+    {
+        return Some((u64::from(b), 1));
+    }
     let mut result: u64 = 0;
     for (i, &byte) in src.iter().enumerate().take(10) {
         let shift = 7 * i as u32;

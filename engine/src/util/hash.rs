@@ -103,3 +103,67 @@ mod tests {
         4527995782719584307,
     ];
 }
+
+/// A fast `Hasher` for the caches' keys: file numbers and block offsets,
+/// which no user chooses, so SipHash's resistance to chosen-key flooding
+/// buys nothing there and costs two full hashes per block lookup. Words are
+/// folded with a multiply, and `finish` applies murmur3's 64-bit finalizer
+/// so every output bit depends on every input bit: block offsets are
+/// multiples of 4 KiB, and a bare multiply would leave the low bits (which
+/// the hash table indexes by) all zero.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct IntHasher(u64);
+
+impl std::hash::Hasher for IntHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            if let Some(dst) = word.get_mut(..chunk.len()) {
+                dst.copy_from_slice(chunk);
+            }
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(23) ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
+    }
+}
+
+/// `BuildHasher` for [`IntHasher`].
+pub(crate) type IntHashBuilder = std::hash::BuildHasherDefault<IntHasher>;
+
+#[cfg(test)]
+mod int_hasher_tests {
+    use super::IntHashBuilder;
+    use std::collections::HashSet;
+    use std::hash::BuildHasher;
+
+    #[test]
+    fn block_offsets_spread_over_low_bits() {
+        // Offsets that are multiples of 4 KiB must not collide in the low
+        // bits a hash table indexes by.
+        let b = IntHashBuilder::default();
+        let buckets: HashSet<u64> = (0..1024u64)
+            .map(|i| b.hash_one((7u64, i * 4096)) & 1023)
+            .collect();
+        assert!(
+            buckets.len() > 600,
+            "only {} of 1024 buckets used",
+            buckets.len()
+        );
+    }
+}
