@@ -11,8 +11,25 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+mod app;
+mod config;
+mod error;
+mod keys;
+mod log_store;
+mod network;
+mod node;
+mod state_machine;
 mod transport;
 mod types;
 
+pub use app::{Application, ApplyContext, ApplyError, KvApplication, KvCommand, KvReply};
+pub use config::RaftOptions;
+pub use error::{ReplicationError, Result};
+pub use keys::KeyRange;
+pub use log_store::SharedLog;
+pub use network::{FIRST_APP_KIND, RpcRouter};
+pub use node::{FollowerProgress, Group, GroupMetrics, Node, NodeOptions};
+
+pub use transport::mem::{LinkFaults, MemNetwork, MemNetworkStats};
 pub use transport::{BoxFuture, MAX_BODY_BYTES, RpcHandler, RpcRequest, Transport, TransportError};
 pub use types::{Entry, GroupId, LogId, NodeId, NodeInfo, Request, Response, TypeConfig, Vote};

@@ -1,0 +1,354 @@
+//! Clusters of 3 and 5 nodes in one process over the in-memory network:
+//! election, replication, failover, partitions, membership, snapshots.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+mod common;
+
+use cairn_replication::{KvCommand, KvReply, Request};
+use common::{Cluster, TIMEOUT, key};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_elect_a_leader_and_replicate() {
+    let cluster = Cluster::new(3).await;
+    cluster.create_group(1, &[1, 2, 3]).await;
+    for i in 0..20 {
+        cluster.put(1, &format!("k{i}"), &format!("v{i}")).await;
+    }
+    cluster.converge(1).await;
+    for id in 1..=3 {
+        assert_eq!(
+            cluster.read(id, 1, "k7").as_deref(),
+            Some("v7"),
+            "node {id}"
+        );
+        assert_eq!(
+            cluster.read(id, 1, "k19").as_deref(),
+            Some("v19"),
+            "node {id}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_continue_after_the_leader_stops() {
+    let mut cluster = Cluster::new(3).await;
+    cluster.create_group(1, &[1, 2, 3]).await;
+    cluster.put(1, "before", "1").await;
+    let old = cluster.leader(1).await;
+    cluster.stop(old).await;
+    cluster.put(1, "after", "2").await;
+    let new = cluster.leader(1).await;
+    assert_ne!(new, old);
+    cluster.converge(1).await;
+    for id in cluster.running() {
+        let keys: Vec<_> = cluster
+            .node(id)
+            .db()
+            .iter(cairn_engine::IterOptions::new())
+            .map(|kv| kv.unwrap())
+            .map(|(k, v)| (String::from_utf8_lossy(&k).to_string(), v.len()))
+            .collect();
+        eprintln!(
+            "node {id}: {:?}\n keys {keys:?}",
+            cluster.node(id).group(1).unwrap().metrics()
+        );
+        assert_eq!(cluster.read(id, 1, "before").as_deref(), Some("1"));
+        assert_eq!(cluster.read(id, 1, "after").as_deref(), Some("2"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_minority_cannot_commit_and_a_healed_partition_converges() {
+    let cluster = Cluster::new(5).await;
+    cluster.create_group(1, &[1, 2, 3, 4, 5]).await;
+    cluster.put(1, "k", "before").await;
+    let old = cluster.leader(1).await;
+    let others: Vec<u64> = (1..=5).filter(|id| *id != old).collect();
+    let buddy = others[0];
+    let majority: Vec<u64> = others[1..].to_vec();
+    cluster.net.partition(&[&[old, buddy], &majority]);
+
+    // The old leader (with one follower) cannot commit.
+    let stale = cluster.node(old).group(1).unwrap();
+    let request = Request {
+        client_id: 0,
+        serial: 0,
+        command: KvCommand::Put {
+            key: key(1, "k"),
+            value: b"minority".to_vec(),
+        }
+        .encode(),
+    };
+    assert!(
+        stale.propose(request).await.is_err(),
+        "a minority committed a write"
+    );
+
+    // The majority elects a leader and commits.
+    let leader = loop {
+        let found = majority
+            .iter()
+            .copied()
+            .find(|id| cluster.node(*id).group(1).unwrap().is_leader());
+        if let Some(id) = found {
+            break id;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let write = Request {
+        client_id: 0,
+        serial: 0,
+        command: KvCommand::Put {
+            key: key(1, "k"),
+            value: b"majority".to_vec(),
+        }
+        .encode(),
+    };
+    cluster
+        .node(leader)
+        .group(1)
+        .unwrap()
+        .propose(write)
+        .await
+        .unwrap();
+
+    cluster.net.heal();
+    cluster.converge(1).await;
+    for id in 1..=5 {
+        assert_eq!(
+            cluster.read(id, 1, "k").as_deref(),
+            Some("majority"),
+            "node {id}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_increments_apply_exactly_once_each() {
+    let cluster = std::sync::Arc::new(Cluster::new(3).await);
+    cluster.create_group(1, &[1, 2, 3]).await;
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let cluster = cluster.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..25u64 {
+                let command = KvCommand::Add {
+                    key: key(1, "counter"),
+                    by: 1,
+                };
+                // Each proposal carries a unique (client, serial), so a
+                // retry after a timeout is not applied twice.
+                cluster.propose(1, command, 100 + t, i + 1).await;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    cluster.converge(1).await;
+    for id in 1..=3 {
+        assert_eq!(
+            cluster.read(id, 1, "counter").as_deref(),
+            Some("200"),
+            "node {id}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_proposal_is_applied_once() {
+    let cluster = Cluster::new(3).await;
+    cluster.create_group(1, &[1, 2, 3]).await;
+    let command = KvCommand::Append {
+        key: key(1, "log"),
+        suffix: b"x".to_vec(),
+    };
+    let first = cluster.propose(1, command.clone(), 77, 1).await;
+    let retry = cluster.propose(1, command.clone(), 77, 1).await;
+    assert_eq!(first, KvReply::Value(1));
+    assert_eq!(retry, KvReply::Value(1), "the retry gets the first reply");
+    let next = cluster.propose(1, command, 77, 2).await;
+    assert_eq!(next, KvReply::Value(2));
+    cluster.converge(1).await;
+    assert_eq!(cluster.read(1, 1, "log").as_deref(), Some("xx"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_outside_the_group_range_are_refused() {
+    let cluster = Cluster::new(3).await;
+    cluster.create_group(1, &[1, 2, 3]).await;
+    let command = KvCommand::Put {
+        key: key(2, "elsewhere"),
+        value: b"v".to_vec(),
+    };
+    let reply = cluster.propose(1, command, 0, 0).await;
+    assert!(matches!(reply, KvReply::Refused(_)), "{reply:?}");
+    assert_eq!(cluster.read(1, 2, "elsewhere"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_goes_from_three_to_five_to_three_while_writing() {
+    let mut cluster = Cluster::new(3).await;
+    cluster.create_group(1, &[1, 2, 3]).await;
+    cluster.add_node(4).await;
+    cluster.add_node(5).await;
+    let cluster = std::sync::Arc::new(cluster);
+    let writer = {
+        let cluster = cluster.clone();
+        tokio::spawn(async move {
+            for i in 0..60 {
+                cluster.put(1, &format!("w{i}"), "v").await;
+            }
+        })
+    };
+    for id in [4, 5] {
+        cluster
+            .node(id)
+            .create_group(1, common::group_range(1))
+            .await
+            .unwrap();
+    }
+    for id in [4, 5] {
+        cluster
+            .change(
+                1,
+                |g| async move { g.add_learner(id, common::info(id)).await },
+            )
+            .await;
+    }
+    cluster
+        .change(
+            1,
+            |g| async move { g.promote(BTreeSet::from([4, 5])).await },
+        )
+        .await;
+    let leader = cluster.leader(1).await;
+    assert_eq!(cluster.voters(1, leader), BTreeSet::from([1, 2, 3, 4, 5]));
+
+    let removed: BTreeSet<u64> = [1, 2, 3, 4, 5]
+        .into_iter()
+        .filter(|id| *id != leader)
+        .take(2)
+        .collect();
+    let to_remove = removed.clone();
+    cluster
+        .change(1, |g| {
+            let ids = to_remove.clone();
+            async move { g.remove_voters(ids).await }
+        })
+        .await;
+    writer.await.unwrap();
+    let leader = cluster.leader(1).await;
+    let voters = cluster.voters(1, leader);
+    assert_eq!(voters.len(), 3);
+    assert!(voters.is_disjoint(&removed));
+    cluster.converge(1).await;
+    for id in voters {
+        for i in [0, 30, 59] {
+            assert_eq!(
+                cluster.read(id, 1, &format!("w{i}")).as_deref(),
+                Some("v"),
+                "node {id} w{i}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leadership_moves_to_the_chosen_voter() {
+    let cluster = Cluster::new(3).await;
+    cluster.create_group(1, &[1, 2, 3]).await;
+    cluster.put(1, "k", "v").await;
+    let leader = cluster.leader(1).await;
+    let target = if leader == 3 { 2 } else { 3 };
+    cluster
+        .node(leader)
+        .group(1)
+        .unwrap()
+        .transfer_leader(target)
+        .await
+        .unwrap();
+    assert_eq!(cluster.leader(1).await, target);
+    cluster.put(1, "k2", "v2").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_node_catches_up_by_snapshot_after_the_log_was_purged() {
+    let options = cairn_replication::RaftOptions {
+        snapshot_after_entries: 50,
+        entries_kept_after_snapshot: 0,
+        ..common::test_options()
+    };
+    let mut cluster = Cluster::with_options(3, options).await;
+    cluster.create_group(1, &[1, 2, 3]).await;
+    for i in 0..200 {
+        cluster.put(1, &format!("k{i:03}"), &format!("v{i}")).await;
+    }
+    let leader = cluster.leader(1).await;
+    let group = cluster.node(leader).group(1).unwrap();
+    group.trigger_snapshot().await.unwrap();
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while group.metrics().purged.is_none() {
+        assert!(std::time::Instant::now() < deadline, "log never purged");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cluster.add_node(4).await;
+    cluster
+        .node(4)
+        .create_group(1, common::group_range(1))
+        .await
+        .unwrap();
+    cluster
+        .change(
+            1,
+            |g| async move { g.add_learner(4, common::info(4)).await },
+        )
+        .await;
+    cluster.converge(1).await;
+    assert_eq!(cluster.read(4, 1, "k000").as_deref(), Some("v0"));
+    assert_eq!(cluster.read(4, 1, "k199").as_deref(), Some("v199"));
+    assert!(
+        cluster
+            .node(4)
+            .group(1)
+            .unwrap()
+            .metrics()
+            .snapshot
+            .is_some(),
+        "node 4 should have installed a snapshot"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_four_groups_run_on_three_nodes() {
+    let cluster = Cluster::new(3).await;
+    for g in 1..=64 {
+        cluster.create_group(g, &[1, 2, 3]).await;
+    }
+    let mut tasks = Vec::new();
+    let cluster = std::sync::Arc::new(cluster);
+    for g in 1..=64u64 {
+        let cluster = cluster.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..5 {
+                cluster.put(g, &format!("k{i}"), &format!("g{g}v{i}")).await;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    for g in 1..=64u64 {
+        cluster.converge(g).await;
+        for id in 1..=3 {
+            assert_eq!(
+                cluster.read(id, g, "k4"),
+                Some(format!("g{g}v4")),
+                "group {g} node {id}"
+            );
+        }
+    }
+}

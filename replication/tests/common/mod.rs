@@ -1,0 +1,302 @@
+//! An in-process cluster of replication nodes over the in-memory network,
+//! each with its own in-memory file system, for the cluster tests.
+
+#![allow(dead_code, reason = "each test file uses a different part")]
+
+use cairn_engine::{Db, MemFs, Options};
+use cairn_replication::{
+    GroupId, KeyRange, KvApplication, KvCommand, KvReply, MemNetwork, Node, NodeId, NodeInfo,
+    NodeOptions, RaftOptions, ReplicationError, Request, RpcRouter, SharedLog,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Key range of group `g` in these tests: keys `[0x00, g, ...]`.
+pub fn group_range(g: GroupId) -> KeyRange {
+    KeyRange::new(vec![0x00, g as u8], vec![0x00, g as u8 + 1])
+}
+
+pub fn key(g: GroupId, name: &str) -> Vec<u8> {
+    let mut key = vec![0x00, g as u8];
+    key.extend_from_slice(name.as_bytes());
+    key
+}
+
+pub fn info(id: NodeId) -> NodeInfo {
+    NodeInfo::new(format!("mem-{id}"), format!("mem-{id}-client"))
+}
+
+pub struct TestNode {
+    pub fs: Arc<MemFs>,
+    pub snapshot_dir: PathBuf,
+    pub node: Option<Node>,
+    pub log: Option<Arc<SharedLog>>,
+}
+
+pub struct Cluster {
+    pub net: MemNetwork,
+    pub nodes: BTreeMap<NodeId, TestNode>,
+    pub options: RaftOptions,
+    _tmp: tempfile::TempDir,
+    next_client: u64,
+}
+
+pub fn test_options() -> RaftOptions {
+    RaftOptions {
+        operation_timeout_ms: 3_000,
+        ..RaftOptions::loopback()
+    }
+}
+
+impl Cluster {
+    /// Nodes `1..=n`, started, hosting no group yet.
+    pub async fn new(n: u64) -> Cluster {
+        Cluster::with_options(n, test_options()).await
+    }
+
+    pub async fn with_options(n: u64, options: RaftOptions) -> Cluster {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut cluster = Cluster {
+            net: MemNetwork::new(0x5eed),
+            nodes: BTreeMap::new(),
+            options,
+            _tmp: tmp,
+            next_client: 1,
+        };
+        for id in 1..=n {
+            cluster.add_node(id).await;
+        }
+        cluster
+    }
+
+    /// A fresh node `id` with empty storage, started.
+    pub async fn add_node(&mut self, id: NodeId) {
+        let snapshot_dir = self._tmp.path().join(format!("node-{id}"));
+        self.nodes.insert(
+            id,
+            TestNode {
+                fs: Arc::new(MemFs::new()),
+                snapshot_dir,
+                node: None,
+                log: None,
+            },
+        );
+        self.start(id).await;
+    }
+
+    /// Opens node `id` on its storage (after `stop`, a restart).
+    pub async fn start(&mut self, id: NodeId) {
+        let options = self.options.clone();
+        let entry = self.nodes.get_mut(&id).unwrap();
+        let db = Db::open(
+            "/db",
+            Options {
+                fs: entry.fs.clone(),
+                ..Options::default()
+            },
+        )
+        .unwrap();
+        let log = open_log(entry);
+        let router = RpcRouter::new();
+        let node = Node::open(
+            NodeOptions {
+                id,
+                info: info(id),
+                snapshot_dir: entry.snapshot_dir.clone(),
+                raft: options,
+            },
+            db,
+            log,
+            self.net.transport(id),
+            router.clone(),
+            Arc::new(KvApplication),
+        )
+        .await
+        .unwrap();
+        self.net.register(id, router);
+        entry.node = Some(node);
+    }
+
+    /// Stops node `id` as a clean shutdown: unreachable, groups stopped,
+    /// engine closed.
+    pub async fn stop(&mut self, id: NodeId) {
+        self.net.unregister(id);
+        let entry = self.nodes.get_mut(&id).unwrap();
+        if let Some(node) = entry.node.take() {
+            node.shutdown().await;
+            let _ = node.db().close();
+        }
+    }
+
+    pub fn node(&self, id: NodeId) -> &Node {
+        self.nodes[&id].node.as_ref().unwrap()
+    }
+
+    pub fn running(&self) -> Vec<NodeId> {
+        self.nodes
+            .iter()
+            .filter(|(_, n)| n.node.is_some())
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Creates group `g` on `members` and initialises it with them.
+    pub async fn create_group(&self, g: GroupId, members: &[NodeId]) {
+        for id in members {
+            self.node(*id)
+                .create_group(g, group_range(g))
+                .await
+                .unwrap();
+        }
+        let set: BTreeMap<NodeId, NodeInfo> = members.iter().map(|id| (*id, info(*id))).collect();
+        self.node(members[0])
+            .group(g)
+            .unwrap()
+            .initialize(set)
+            .await
+            .unwrap();
+    }
+
+    /// The leader of `g` as seen by a running member, waiting for one.
+    pub async fn leader(&self, g: GroupId) -> NodeId {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            for id in self.running() {
+                if let Some(group) = self.node(id).group(g) {
+                    let m = group.metrics();
+                    if m.leader == Some(id) && m.state == "leader" {
+                        return id;
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "group {g}: no leader within {TIMEOUT:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn client(&mut self) -> u64 {
+        self.next_client += 1;
+        self.next_client
+    }
+
+    /// Proposes `command` to `g` at its current leader, retrying through
+    /// elections until `TIMEOUT`. With a `client_id`, retries are deduplicated.
+    pub async fn propose(
+        &self,
+        g: GroupId,
+        command: KvCommand,
+        client_id: u64,
+        serial: u64,
+    ) -> KvReply {
+        let request = Request {
+            client_id,
+            serial,
+            command: command.encode(),
+        };
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let leader = self.leader(g).await;
+            match self
+                .node(leader)
+                .group(g)
+                .unwrap()
+                .propose(request.clone())
+                .await
+            {
+                Ok(response) => return KvReply::decode(&response.payload).unwrap_or(KvReply::Done),
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "group {g}: proposal failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    pub async fn put(&self, g: GroupId, name: &str, value: &str) {
+        let command = KvCommand::Put {
+            key: key(g, name),
+            value: value.as_bytes().to_vec(),
+        };
+        assert_eq!(self.propose(g, command, 0, 0).await, KvReply::Done);
+    }
+
+    /// Reads `name` of group `g` from node `id`'s engine (a local read).
+    pub fn read(&self, id: NodeId, g: GroupId, name: &str) -> Option<String> {
+        self.node(id)
+            .db()
+            .get(key(g, name))
+            .unwrap()
+            .map(|v| String::from_utf8(v).unwrap())
+    }
+
+    /// Waits until the leader of `g` has applied its whole log, then until
+    /// every running member (in the leader's membership) has applied as
+    /// much. Metrics lag the replies a little, hence the leader wait.
+    pub async fn converge(&self, g: GroupId) {
+        let leader = self.leader(g).await;
+        let group = self.node(leader).group(g).unwrap();
+        let last = group.metrics().last_log_index.unwrap_or(0);
+        group.wait_for_applied(last, TIMEOUT).await.unwrap();
+        let m = group.metrics();
+        let members: BTreeSet<NodeId> = m.voters.union(&m.learners).copied().collect();
+        for id in self.running() {
+            if members.contains(&id) {
+                let replica = self.node(id).group(g).unwrap();
+                if let Err(e) = replica.wait_for_applied(last, TIMEOUT).await {
+                    panic!(
+                        "node {id} did not apply {last}: {e}: {:?}",
+                        replica.metrics()
+                    );
+                }
+            }
+        }
+    }
+
+    /// Runs a membership change at the leader, retrying while the group is
+    /// between leaders or finishing an earlier change.
+    pub async fn change<F, Fut>(&self, g: GroupId, f: F)
+    where
+        F: Fn(cairn_replication::Group) -> Fut,
+        Fut: std::future::Future<Output = Result<(), ReplicationError>>,
+    {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let leader = self.leader(g).await;
+            match f(self.node(leader).group(g).unwrap()).await {
+                Ok(()) => return,
+                Err(e) => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "group {g}: membership change failed: {e}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    pub fn voters(&self, g: GroupId, at: NodeId) -> BTreeSet<NodeId> {
+        self.node(at).group(g).unwrap().metrics().voters
+    }
+}
+
+pub fn is_retryable(e: &ReplicationError) -> bool {
+    matches!(
+        e,
+        ReplicationError::NotLeader { .. }
+            | ReplicationError::NoLeader { .. }
+            | ReplicationError::Timeout { .. }
+    )
+}
+
+/// The node's log store on its file system (kept across restarts).
+fn open_log(entry: &mut TestNode) -> Arc<SharedLog> {
+    entry.log.get_or_insert_with(SharedLog::new_mem).clone()
+}
