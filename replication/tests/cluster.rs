@@ -44,17 +44,6 @@ async fn writes_continue_after_the_leader_stops() {
     assert_ne!(new, old);
     cluster.converge(1).await;
     for id in cluster.running() {
-        let keys: Vec<_> = cluster
-            .node(id)
-            .db()
-            .iter(cairn_engine::IterOptions::new())
-            .map(|kv| kv.unwrap())
-            .map(|(k, v)| (String::from_utf8_lossy(&k).to_string(), v.len()))
-            .collect();
-        eprintln!(
-            "node {id}: {:?}\n keys {keys:?}",
-            cluster.node(id).group(1).unwrap().metrics()
-        );
         assert_eq!(cluster.read(id, 1, "before").as_deref(), Some("1"));
         assert_eq!(cluster.read(id, 1, "after").as_deref(), Some("2"));
     }
