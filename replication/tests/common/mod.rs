@@ -132,6 +132,29 @@ impl Cluster {
         }
     }
 
+    /// Power loss on node `id`: its file system keeps what was synced and
+    /// what `mode` leaves of the rest; the node's tasks are then stopped
+    /// (their writes go to dead file handles).
+    pub async fn crash(&mut self, id: NodeId, mode: cairn_engine::CrashMode, seed: u64) {
+        self.net.unregister(id);
+        let entry = self.nodes.get_mut(&id).unwrap();
+        entry.fs.crash(mode, seed);
+        if let Some(node) = entry.node.take() {
+            node.shutdown().await;
+        }
+        entry.log = None;
+    }
+
+    /// Replaces node `id`'s storage with an empty one (a new disk). The
+    /// node must be stopped.
+    pub fn wipe(&mut self, id: NodeId) {
+        let entry = self.nodes.get_mut(&id).unwrap();
+        assert!(entry.node.is_none(), "wipe a stopped node");
+        entry.fs = Arc::new(MemFs::new());
+        entry.log = None;
+        let _ = std::fs::remove_dir_all(&entry.snapshot_dir);
+    }
+
     pub fn node(&self, id: NodeId) -> &Node {
         self.nodes[&id].node.as_ref().unwrap()
     }
