@@ -11,8 +11,10 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+mod tls;
 mod transport;
 mod types;
 
+pub use tls::{ClusterCa, NodeCert, TlsError, TlsMaterial};
 pub use transport::{BoxFuture, MAX_BODY_BYTES, RpcHandler, RpcRequest, Transport, TransportError};
 pub use types::{Entry, GroupId, LogId, NodeId, NodeInfo, Request, Response, TypeConfig, Vote};
