@@ -16,5 +16,6 @@ mod transport;
 mod types;
 
 pub use tls::{ClusterCa, NodeCert, TlsError, TlsMaterial};
+pub use transport::quic::{QuicConfig, QuicStartError, QuicStats, QuicTransport};
 pub use transport::{BoxFuture, MAX_BODY_BYTES, RpcHandler, RpcRequest, Transport, TransportError};
 pub use types::{Entry, GroupId, LogId, NodeId, NodeInfo, Request, Response, TypeConfig, Vote};
