@@ -19,6 +19,7 @@ mod log_store;
 mod network;
 mod node;
 mod state_machine;
+mod tls;
 mod transport;
 mod types;
 
@@ -29,7 +30,8 @@ pub use keys::KeyRange;
 pub use log_store::SharedLog;
 pub use network::{FIRST_APP_KIND, RpcRouter};
 pub use node::{FollowerProgress, Group, GroupMetrics, Node, NodeOptions};
-
+pub use tls::{ClusterCa, NodeCert, TlsError, TlsMaterial};
 pub use transport::mem::{LinkFaults, MemNetwork, MemNetworkStats};
+pub use transport::quic::{QuicConfig, QuicStartError, QuicStats, QuicTransport};
 pub use transport::{BoxFuture, MAX_BODY_BYTES, RpcHandler, RpcRequest, Transport, TransportError};
 pub use types::{Entry, GroupId, LogId, NodeId, NodeInfo, Request, Response, TypeConfig, Vote};

@@ -9,7 +9,9 @@
 //! adapter (`network`) puts openraft's messages there, and the server may
 //! add kinds of its own (proxying a client command to a leader).
 
+mod frame;
 pub mod mem;
+pub(crate) mod quic;
 
 use crate::types::{GroupId, NodeId};
 use std::fmt;
