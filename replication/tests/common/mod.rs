@@ -5,10 +5,12 @@
 
 use cairn_engine::{Db, MemFs, Options};
 use cairn_replication::{
-    GroupId, KeyRange, KvApplication, KvCommand, KvReply, MemNetwork, Node, NodeId, NodeInfo,
-    NodeOptions, RaftOptions, ReplicationError, Request, RpcRouter, SharedLog,
+    ClusterCa, GroupId, KeyRange, KvApplication, KvCommand, KvReply, MemNetwork, Node, NodeId,
+    NodeInfo, NodeOptions, QuicConfig, QuicTransport, RaftOptions, ReplicationError, Request,
+    RpcRouter, SharedLog, TlsMaterial, Transport,
 };
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,13 +34,19 @@ pub fn info(id: NodeId) -> NodeInfo {
 
 pub struct TestNode {
     pub fs: Arc<MemFs>,
+    /// QUIC clusters: the node's transport and the port it keeps across
+    /// restarts (its address is in the group's membership).
+    pub quic: Option<Arc<QuicTransport>>,
+    pub quic_port: u16,
     pub snapshot_dir: PathBuf,
     pub node: Option<Node>,
     pub log: Option<Arc<SharedLog>>,
 }
 
 pub struct Cluster {
+    /// The in-memory network, or `None` for a cluster over real QUIC.
     pub net: MemNetwork,
+    pub ca: Option<ClusterCa>,
     pub nodes: BTreeMap<NodeId, TestNode>,
     pub options: RaftOptions,
     _tmp: tempfile::TempDir,
@@ -58,9 +66,23 @@ impl Cluster {
         Cluster::with_options(n, test_options()).await
     }
 
+    /// Nodes `1..=n` talking QUIC with mutual TLS on loopback.
+    pub async fn quic(n: u64) -> Cluster {
+        Cluster::build(n, test_options(), true).await
+    }
+
+    pub async fn quic_with_options(n: u64, options: RaftOptions) -> Cluster {
+        Cluster::build(n, options, true).await
+    }
+
     pub async fn with_options(n: u64, options: RaftOptions) -> Cluster {
+        Cluster::build(n, options, false).await
+    }
+
+    async fn build(n: u64, options: RaftOptions, quic: bool) -> Cluster {
         let tmp = tempfile::tempdir().unwrap();
         let mut cluster = Cluster {
+            ca: quic.then(|| ClusterCa::generate("cairn test ca").unwrap()),
             net: MemNetwork::new(0x5eed),
             nodes: BTreeMap::new(),
             options,
@@ -80,6 +102,8 @@ impl Cluster {
             id,
             TestNode {
                 fs: Arc::new(MemFs::new()),
+                quic: None,
+                quic_port: 0,
                 snapshot_dir,
                 node: None,
                 log: None,
@@ -102,16 +126,51 @@ impl Cluster {
         .unwrap();
         let log = open_log(entry);
         let router = RpcRouter::new();
+        let (transport, node_info): (Arc<dyn Transport>, NodeInfo) = match &self.ca {
+            None => (self.net.transport(id), info(id)),
+            Some(ca) => {
+                let cert = ca
+                    .issue_node(&format!("node-{id}"), &["127.0.0.1".to_owned()])
+                    .unwrap();
+                let config = QuicConfig {
+                    listen: SocketAddr::from(([127, 0, 0, 1], entry.quic_port)),
+                    connect_timeout_ms: 500,
+                    reconnect_backoff_min_ms: 20,
+                    reconnect_backoff_max_ms: 200,
+                    ..QuicConfig::default()
+                };
+                let tls = TlsMaterial::new(ca, &cert);
+                // The previous incarnation's socket closes asynchronously.
+                let deadline = Instant::now() + Duration::from_secs(5);
+                let quic = loop {
+                    match QuicTransport::start(config.clone(), &tls, router.clone()) {
+                        Ok(quic) => break Arc::new(quic),
+                        Err(e) if Instant::now() < deadline => {
+                            let _ = e;
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        Err(e) => panic!("node {id}: {e}"),
+                    }
+                };
+                let addr = quic.local_addr();
+                entry.quic_port = addr.port();
+                entry.quic = Some(quic.clone());
+                (
+                    quic,
+                    NodeInfo::new(addr.to_string(), format!("client-{id}")),
+                )
+            }
+        };
         let node = Node::open(
             NodeOptions {
                 id,
-                info: info(id),
+                info: node_info,
                 snapshot_dir: entry.snapshot_dir.clone(),
                 raft: options,
             },
             db,
             log,
-            self.net.transport(id),
+            transport,
             router.clone(),
             Arc::new(KvApplication),
         )
@@ -126,6 +185,9 @@ impl Cluster {
     pub async fn stop(&mut self, id: NodeId) {
         self.net.unregister(id);
         let entry = self.nodes.get_mut(&id).unwrap();
+        if let Some(quic) = entry.quic.take() {
+            quic.shutdown();
+        }
         if let Some(node) = entry.node.take() {
             node.shutdown().await;
             let _ = node.db().close();
@@ -138,6 +200,9 @@ impl Cluster {
     pub async fn crash(&mut self, id: NodeId, mode: cairn_engine::CrashMode, seed: u64) {
         self.net.unregister(id);
         let entry = self.nodes.get_mut(&id).unwrap();
+        if let Some(quic) = entry.quic.take() {
+            quic.shutdown();
+        }
         entry.fs.crash(mode, seed);
         if let Some(node) = entry.node.take() {
             node.shutdown().await;
@@ -175,7 +240,10 @@ impl Cluster {
                 .await
                 .unwrap();
         }
-        let set: BTreeMap<NodeId, NodeInfo> = members.iter().map(|id| (*id, info(*id))).collect();
+        let set: BTreeMap<NodeId, NodeInfo> = members
+            .iter()
+            .map(|id| (*id, self.node(*id).info().clone()))
+            .collect();
         self.node(members[0])
             .group(g)
             .unwrap()
