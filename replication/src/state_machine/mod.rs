@@ -18,6 +18,8 @@
 //!   open, so a half-installed range is never taken for state.
 
 mod snapshot;
+#[cfg(test)]
+mod suite;
 
 use crate::app::{Application, ApplyContext};
 use crate::keys::{self, KeyRange};
