@@ -11,8 +11,12 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+mod log_store;
 mod transport;
 mod types;
 
+pub use log_store::{
+    GroupLog, GroupLogReader, LogStoreError, LogStoreOptions, LogStoreStats, SharedLog,
+};
 pub use transport::{BoxFuture, MAX_BODY_BYTES, RpcHandler, RpcRequest, Transport, TransportError};
 pub use types::{Entry, GroupId, LogId, NodeId, NodeInfo, Request, Response, TypeConfig, Vote};

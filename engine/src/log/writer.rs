@@ -106,6 +106,20 @@ impl LogWriter {
         self.len_bytes
     }
 
+    /// The offset at which the next record's first fragment header will
+    /// start: `len()`, or the next block if fewer than a header's bytes are
+    /// left in this one (they become zero padding). Logs that index their
+    /// records (the Raft log store) remember this and read the record back
+    /// with [`super::read_record_at`].
+    pub fn next_record_offset(&self) -> u64 {
+        let left = BLOCK_BYTES - self.block_offset;
+        if left < HEADER_BYTES {
+            self.len_bytes + left as u64
+        } else {
+            self.len_bytes
+        }
+    }
+
     /// True when nothing was written yet.
     pub fn is_empty(&self) -> bool {
         self.len_bytes == 0
@@ -268,6 +282,26 @@ mod tests {
         assert_eq!(&data[at + 4..at + 6], &0u16.to_le_bytes());
         assert_eq!(data[at + 6], FragmentType::First as u8);
         assert_eq!(data[BLOCK_BYTES + 6], FragmentType::Last as u8);
+    }
+
+    #[test]
+    fn next_record_offset_skips_a_block_trailer() {
+        // The predicted offset is where the next record's header really lands.
+        let (file, state) = VecFile::create();
+        let mut writer = LogWriter::new(file);
+        assert_eq!(writer.next_record_offset(), 0);
+        writer
+            .add_record(&vec![7u8; BLOCK_BYTES - HEADER_BYTES - 8 - 3])
+            .unwrap();
+        assert_eq!(writer.len() as usize, BLOCK_BYTES - 3);
+        assert_eq!(writer.next_record_offset() as usize, BLOCK_BYTES);
+        writer.add_record(b"x").unwrap();
+        assert_eq!(
+            state.lock().unwrap().data[BLOCK_BYTES + 6],
+            FragmentType::Full as u8
+        );
+        let at = writer.len();
+        assert_eq!(writer.next_record_offset(), at);
     }
 
     #[test]
