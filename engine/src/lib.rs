@@ -50,6 +50,13 @@ mod table;
 mod util;
 mod version;
 
+/// The checksummed record log (the WAL's framing) for other crates that
+/// keep their own logs: the Raft log store writes its segments with it.
+/// Layout and recovery rules: `docs/format.md`, "Record log".
+pub mod record_log {
+    pub use crate::log::{LogWriter, ReplayReport, read_record_at, replay};
+}
+
 pub use batch::WriteBatch;
 pub use db::stats::{LevelStats, Stats};
 pub use db::{Db, RecoveryReport, Snapshot};

@@ -27,7 +27,9 @@ pub use app::{Application, ApplyContext, ApplyError, KvApplication, KvCommand, K
 pub use config::RaftOptions;
 pub use error::{ReplicationError, Result};
 pub use keys::KeyRange;
-pub use log_store::SharedLog;
+pub use log_store::{
+    GroupLog, GroupLogReader, LogStoreError, LogStoreOptions, LogStoreStats, SharedLog,
+};
 pub use network::{FIRST_APP_KIND, RpcRouter};
 pub use node::{FollowerProgress, Group, GroupMetrics, Node, NodeOptions};
 pub use tls::{ClusterCa, NodeCert, TlsError, TlsMaterial};

@@ -239,6 +239,7 @@ impl Node {
         self.inner
             .log
             .remove_group(id)
+            .await
             .map_err(|e| storage(id, e))?;
         let meta = keys::group_meta_range(id);
         let mut batch = WriteBatch::new();

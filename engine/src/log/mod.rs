@@ -18,11 +18,13 @@
 //! later valid record carries a watermark past the damage: fail). The full
 //! rule is in `docs/format.md`, "Record log (WAL and manifest)".
 
+mod read_at;
 mod reader;
 mod writer;
 
-pub(crate) use reader::replay;
-pub(crate) use writer::LogWriter;
+pub use read_at::read_record_at;
+pub use reader::{ReplayReport, replay};
+pub use writer::LogWriter;
 
 /// Size of a block. Do not change: on disk.
 pub(crate) const BLOCK_BYTES: usize = 32 * 1024;

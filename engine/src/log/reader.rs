@@ -22,7 +22,7 @@ use std::path::Path;
 
 /// What replay found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct ReplayReport {
+pub struct ReplayReport {
     /// Logical records passed to the callback (seal markers not counted).
     pub records: u64,
     /// Offset just past the last good record (markers included). Trailing
@@ -34,6 +34,9 @@ pub(crate) struct ReplayReport {
     /// Salvage mode only: (offset, bytes, reason) of each skipped region. A
     /// damaged region with no valid record after it is the torn tail instead.
     pub skipped: Vec<(u64, u64, String)>,
+    /// True when the last good record is a seal marker and nothing but zero
+    /// padding follows it: the writer sealed the file and wrote no more.
+    pub ends_with_seal: bool,
 }
 
 /// Replays every logical record of `data` (a whole file read into memory) in
@@ -46,7 +49,7 @@ pub(crate) struct ReplayReport {
 /// `Error::Corruption` naming `path` and the offset of the damaged record.
 /// `Salvage`: damaged regions are skipped and reported; every valid record
 /// after them is replayed.
-pub(crate) fn replay(
+pub fn replay(
     data: &[u8],
     path: &Path,
     mode: WalRecovery,
@@ -68,6 +71,7 @@ pub(crate) fn replay(
                     f(record.offset, record.payload)?;
                     report.records += 1;
                 }
+                report.ends_with_seal = record.payload.is_empty();
                 report.valid_bytes = record.end;
             }
             Item::Damaged {
@@ -82,6 +86,7 @@ pub(crate) fn replay(
                         return Err(Error::corruption(path, offset, reason));
                     }
                     report.torn_tail = Some((offset, (data.len() as u64).saturating_sub(offset)));
+                    report.ends_with_seal = false;
                     return Ok(report);
                 }
                 WalRecovery::Salvage => {
@@ -92,6 +97,7 @@ pub(crate) fn replay(
     }
     if let Some((start, _)) = open_damage {
         report.torn_tail = Some((start, (data.len() as u64).saturating_sub(start)));
+        report.ends_with_seal = false;
     }
     Ok(report)
 }
@@ -628,6 +634,40 @@ mod tests {
             corruption_offset(run(&damaged_sealed, WalRecovery::PointInTime)),
             damaged
         );
+    }
+
+    #[test]
+    fn report_says_whether_the_file_ends_with_a_seal() {
+        // ends_with_seal is true only when the last good record is a marker with nothing after it.
+        let mut log = Log::new();
+        log.add(b"one");
+        assert!(
+            !run(&log.data(), WalRecovery::PointInTime)
+                .unwrap()
+                .1
+                .ends_with_seal
+        );
+        log.writer.seal().unwrap();
+        let sealed = log.data();
+        assert!(
+            run(&sealed, WalRecovery::PointInTime)
+                .unwrap()
+                .1
+                .ends_with_seal
+        );
+        let mut torn = sealed.clone();
+        torn.extend_from_slice(&[1, 2, 3]);
+        let (_, report) = run(&torn, WalRecovery::PointInTime).unwrap();
+        assert!(!report.ends_with_seal);
+        assert!(report.torn_tail.is_some());
+        log.add(b"after");
+        assert!(
+            !run(&log.data(), WalRecovery::PointInTime)
+                .unwrap()
+                .1
+                .ends_with_seal
+        );
+        assert!(!run(&[], WalRecovery::PointInTime).unwrap().1.ends_with_seal);
     }
 
     #[test]

@@ -26,7 +26,7 @@ use std::io;
 /// Zeros for block trailers (at most `HEADER_BYTES - 1` are ever written).
 const ZEROS: [u8; HEADER_BYTES] = [0; HEADER_BYTES];
 
-pub(crate) struct LogWriter {
+pub struct LogWriter {
     file: Box<dyn WritableFile>,
     /// Bytes written so far; also the offset of the next byte.
     len_bytes: u64,
@@ -45,7 +45,7 @@ impl LogWriter {
     /// Starts a log in `file`. REQUIRES: `file` is new and empty. (A
     /// non-empty file is continued at its block position with a watermark of
     /// 0, which is safe, but no caller should rely on it.)
-    pub(crate) fn new(file: Box<dyn WritableFile>) -> Self {
+    pub fn new(file: Box<dyn WritableFile>) -> Self {
         let len_bytes = file.len();
         let block_offset = usize::try_from(len_bytes % BLOCK_BYTES as u64).unwrap_or(0);
         LogWriter {
@@ -61,7 +61,7 @@ impl LogWriter {
     /// Appends one logical record (REQUIRES: `!payload.is_empty()`; an empty
     /// payload is refused with `InvalidInput` because replay would take it
     /// for a marker and drop it). Not durable until [`LogWriter::sync`].
-    pub(crate) fn add_record(&mut self, payload: &[u8]) -> io::Result<()> {
+    pub fn add_record(&mut self, payload: &[u8]) -> io::Result<()> {
         if payload.is_empty() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -75,14 +75,14 @@ impl LogWriter {
 
     /// Hands buffered records to the OS (no fsync): a process crash no
     /// longer loses them; a machine crash still may.
-    pub(crate) fn flush(&mut self) -> io::Result<()> {
+    pub fn flush(&mut self) -> io::Result<()> {
         self.check_healthy()?;
         let result = self.file.flush();
         self.note(result)
     }
 
     /// fsyncs; records written afterwards carry the new watermark.
-    pub(crate) fn sync(&mut self) -> io::Result<()> {
+    pub fn sync(&mut self) -> io::Result<()> {
         self.check_healthy()?;
         let result = self.file.sync();
         self.note(result)?;
@@ -94,7 +94,7 @@ impl LogWriter {
     /// and syncs again: afterwards recovery treats every byte before the
     /// marker as synced, so damage there is corruption, not a torn tail.
     /// Used when a WAL is retired and at clean close.
-    pub(crate) fn seal(&mut self) -> io::Result<()> {
+    pub fn seal(&mut self) -> io::Result<()> {
         self.sync()?;
         let result = self.emit_record(&[]);
         self.note(result)?;
@@ -102,8 +102,27 @@ impl LogWriter {
     }
 
     /// Bytes written so far (synced or not).
-    pub(crate) fn len(&self) -> u64 {
+    pub fn len(&self) -> u64 {
         self.len_bytes
+    }
+
+    /// The offset at which the next record's first fragment header will
+    /// start: `len()`, or the next block if fewer than a header's bytes are
+    /// left in this one (they become zero padding). Logs that index their
+    /// records (the Raft log store) remember this and read the record back
+    /// with [`super::read_record_at`].
+    pub fn next_record_offset(&self) -> u64 {
+        let left = BLOCK_BYTES - self.block_offset;
+        if left < HEADER_BYTES {
+            self.len_bytes + left as u64
+        } else {
+            self.len_bytes
+        }
+    }
+
+    /// True when nothing was written yet.
+    pub fn is_empty(&self) -> bool {
+        self.len_bytes == 0
     }
 
     fn check_healthy(&self) -> io::Result<()> {
@@ -263,6 +282,26 @@ mod tests {
         assert_eq!(&data[at + 4..at + 6], &0u16.to_le_bytes());
         assert_eq!(data[at + 6], FragmentType::First as u8);
         assert_eq!(data[BLOCK_BYTES + 6], FragmentType::Last as u8);
+    }
+
+    #[test]
+    fn next_record_offset_skips_a_block_trailer() {
+        // The predicted offset is where the next record's header really lands.
+        let (file, state) = VecFile::create();
+        let mut writer = LogWriter::new(file);
+        assert_eq!(writer.next_record_offset(), 0);
+        writer
+            .add_record(&vec![7u8; BLOCK_BYTES - HEADER_BYTES - 8 - 3])
+            .unwrap();
+        assert_eq!(writer.len() as usize, BLOCK_BYTES - 3);
+        assert_eq!(writer.next_record_offset() as usize, BLOCK_BYTES);
+        writer.add_record(b"x").unwrap();
+        assert_eq!(
+            state.lock().unwrap().data[BLOCK_BYTES + 6],
+            FragmentType::Full as u8
+        );
+        let at = writer.len();
+        assert_eq!(writer.next_record_offset(), at);
     }
 
     #[test]

@@ -36,7 +36,11 @@ struct Args {
 
 fn parse_list<T: std::str::FromStr>(text: &str) -> Result<Vec<T>, BoxError> {
     text.split(',')
-        .map(|s| s.trim().parse::<T>().map_err(|_| format!("bad number {s:?}").into()))
+        .map(|s| {
+            s.trim()
+                .parse::<T>()
+                .map_err(|_| format!("bad number {s:?}").into())
+        })
         .collect()
 }
 
@@ -169,14 +173,25 @@ async fn run_case(
         // Spread leadership: the initialising node usually wins the first
         // election.
         let first = &nodes[(g as usize) % nodes.len()];
-        first.node.group(g).ok_or("group missing")?.initialize(members.clone()).await?;
+        first
+            .node
+            .group(g)
+            .ok_or("group missing")?
+            .initialize(members.clone())
+            .await?;
     }
     let mut leaders = Vec::new();
     for g in 1..=groups {
         leaders.push(leader_of(&nodes, g).await?);
     }
-    let fsyncs_before: u64 = nodes.iter().map(|n| n.node.log_store().stats().fsyncs).sum();
-    let entries_before: u64 = nodes.iter().map(|n| n.node.log_store().stats().entries_written).sum();
+    let fsyncs_before: u64 = nodes
+        .iter()
+        .map(|n| n.node.log_store().stats().fsyncs)
+        .sum();
+    let entries_before: u64 = nodes
+        .iter()
+        .map(|n| n.node.log_store().stats().entries_written)
+        .sum();
     let value = vec![b'v'; args.value_bytes];
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let start = Instant::now();
@@ -192,9 +207,17 @@ async fn run_case(
                 let mut key = prefix.clone();
                 key.extend_from_slice(format!("p{p}-{i}").as_bytes());
                 i += 1;
-                let command = KvCommand::Put { key, value: value.clone() }.encode();
+                let command = KvCommand::Put {
+                    key,
+                    value: value.clone(),
+                }
+                .encode();
                 let t = Instant::now();
-                let request = Request { client_id: 0, serial: 0, command };
+                let request = Request {
+                    client_id: 0,
+                    serial: 0,
+                    command,
+                };
                 if group.propose(request).await.is_ok() {
                     latencies.push(t.elapsed().as_micros() as u64);
                 }
@@ -207,8 +230,16 @@ async fn run_case(
         latencies_us.extend(task.await?);
     }
     let elapsed = start.elapsed();
-    let fsyncs: u64 = nodes.iter().map(|n| n.node.log_store().stats().fsyncs).sum::<u64>() - fsyncs_before;
-    let entries: u64 = nodes.iter().map(|n| n.node.log_store().stats().entries_written).sum::<u64>() - entries_before;
+    let fsyncs: u64 = nodes
+        .iter()
+        .map(|n| n.node.log_store().stats().fsyncs)
+        .sum::<u64>()
+        - fsyncs_before;
+    let entries: u64 = nodes
+        .iter()
+        .map(|n| n.node.log_store().stats().entries_written)
+        .sum::<u64>()
+        - entries_before;
     for n in &nodes {
         n.node.shutdown().await;
     }
@@ -221,13 +252,19 @@ async fn run_case(
         writes: latencies_us.len() as u64,
         elapsed,
         latencies_us,
-        entries_per_fsync: if fsyncs == 0 { 0.0 } else { entries as f64 / fsyncs as f64 },
+        entries_per_fsync: if fsyncs == 0 {
+            0.0
+        } else {
+            entries as f64 / fsyncs as f64
+        },
     })
 }
 
 fn main() -> Result<(), BoxError> {
     let args = parse_args()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         let tmp;
         let root = match &args.dir {
@@ -263,7 +300,8 @@ fn main() -> Result<(), BoxError> {
                     percentile(&row.latencies_us, 0.99),
                     percentile(&row.latencies_us, 0.999),
                     row.entries_per_fsync,
-                    base.map(|b| format!("   ({:.1}x)", rate / b)).unwrap_or_default()
+                    base.map(|b| format!("   ({:.1}x)", rate / b))
+                        .unwrap_or_default()
                 );
             }
         }

@@ -30,8 +30,14 @@ impl StoreBuilder<TypeConfig, GroupLog, GroupStateMachine, tempfile::TempDir> fo
         let log = SharedLog::open(fs, Path::new("/raft"), LogStoreOptions::default())?;
         let dir = tempfile::tempdir().unwrap();
         let range = KeyRange::new(vec![0x00], vec![0x40]);
-        let sm = GroupStateMachine::open(3, range, db, Arc::new(KvApplication), dir.path().join("snap"))
-            .unwrap();
+        let sm = GroupStateMachine::open(
+            3,
+            range,
+            db,
+            Arc::new(KvApplication),
+            dir.path().join("snap"),
+        )
+        .unwrap();
         Ok((dir, log.group(3), sm))
     }
 }

@@ -190,6 +190,7 @@ impl Cluster {
         }
         if let Some(node) = entry.node.take() {
             node.shutdown().await;
+            node.log_store().close();
             let _ = node.db().close();
         }
     }
@@ -206,6 +207,7 @@ impl Cluster {
         entry.fs.crash(mode, seed);
         if let Some(node) = entry.node.take() {
             node.shutdown().await;
+            node.log_store().close();
         }
         entry.log = None;
     }
@@ -387,7 +389,14 @@ pub fn is_retryable(e: &ReplicationError) -> bool {
     )
 }
 
-/// The node's log store on its file system (kept across restarts).
+/// Opens the node's log store on its file system.
 fn open_log(entry: &mut TestNode) -> Arc<SharedLog> {
-    entry.log.get_or_insert_with(SharedLog::new_mem).clone()
+    let log = SharedLog::open(
+        entry.fs.clone(),
+        std::path::Path::new("/raft"),
+        cairn_replication::LogStoreOptions::default(),
+    )
+    .unwrap();
+    entry.log = Some(log.clone());
+    log
 }
