@@ -341,6 +341,36 @@ fn decode_dedup(record: &[u8]) -> Option<(u64, &[u8])> {
     Some((u64::from_le_bytes(serial), record.get(8..)?))
 }
 
+/// Makes the received snapshot durable at `receiving`. openraft hands back
+/// the file `begin_receiving_snapshot` opened there, filled by the chunks;
+/// any other file (a caller may pass one) is copied in, in bounded memory.
+fn adopt_received(mut file: std::fs::File, receiving: &Path) -> io::Result<()> {
+    if !same_file(&file, receiving)? {
+        use std::io::Seek;
+        file.seek(io::SeekFrom::Start(0))?;
+        let mut out = std::fs::File::create(receiving)?;
+        io::copy(&mut file, &mut out)?;
+        file = out;
+    }
+    file.sync_all()
+}
+
+#[cfg(unix)]
+fn same_file(file: &std::fs::File, path: &Path) -> io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let open = file.metadata()?;
+    match std::fs::metadata(path) {
+        Ok(named) => Ok(open.dev() == named.dev() && open.ino() == named.ino()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(not(unix))]
+fn same_file(_file: &std::fs::File, _path: &Path) -> io::Result<bool> {
+    Ok(false)
+}
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
@@ -442,9 +472,8 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
         let shared = self.shared.clone();
         let meta = meta.clone();
         blocking(move || -> io::Result<()> {
-            file.sync_all()?;
-            drop(file);
             let receiving = shared.dir.join(RECEIVING);
+            adopt_received(file, &receiving)?;
             let mut reader = SnapshotReader::open(&receiving)?;
             if reader.meta().last_log_id != meta.last_log_id
                 || reader.meta().last_membership != meta.last_membership

@@ -258,13 +258,18 @@ impl Cluster {
     pub async fn leader(&self, g: GroupId) -> NodeId {
         let deadline = Instant::now() + TIMEOUT;
         loop {
-            for id in self.running() {
-                if let Some(group) = self.node(id).group(g) {
-                    let m = group.metrics();
-                    if m.leader == Some(id) && m.state == "leader" {
-                        return id;
-                    }
-                }
+            // A restarted leader believes in its old term until a peer
+            // answers with a newer one: take the claim with the highest term.
+            let claim = self
+                .running()
+                .into_iter()
+                .filter_map(|id| {
+                    let m = self.node(id).group(g)?.metrics();
+                    (m.leader == Some(id) && m.state == "leader").then_some((m.term, id))
+                })
+                .max();
+            if let Some((_, id)) = claim {
+                return id;
             }
             assert!(
                 Instant::now() < deadline,
