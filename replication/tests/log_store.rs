@@ -570,22 +570,26 @@ async fn check_recovered(log: &Arc<SharedLog>, acked: &[Acked], context: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_at_any_fsync_keeps_everything_acknowledged() {
-    // Fail the k-th fsync (the store poisons), lose power, reopen: acknowledged state is intact.
+    // Fail the k-th file or directory fsync (the store poisons), lose power, reopen: acknowledged state is intact.
     let clean = MemFs::new();
     let log = open(&clean, small_segments()).unwrap();
     workload(&log).await;
     drop(log);
     let syncs = clean.op_count(FaultOp::Sync);
-    assert!(syncs > 20, "{syncs}");
+    let dir_syncs = clean.op_count(FaultOp::SyncDir);
+    assert!(syncs > 20 && dir_syncs > 3, "{syncs} {dir_syncs}");
     let modes = [
         CrashMode::DropUnsynced,
         CrashMode::KeepRandomPrefix,
         CrashMode::TornPages { page_bytes: 512 },
     ];
-    for k in 0..syncs {
+    let points = (0..syncs)
+        .map(|k| (FaultOp::Sync, k))
+        .chain((0..dir_syncs).map(|k| (FaultOp::SyncDir, k)));
+    for (op, k) in points {
         let fs = MemFs::new();
-        fs.inject_fault(FaultOp::Sync, None, k, 1);
-        let context = format!("fsync {k}");
+        fs.inject_fault(op, None, k, 1);
+        let context = format!("{op:?} {k}");
         let (acked, log) = match open(&fs, small_segments()) {
             Ok(log) => (workload(&log).await, Some(log)),
             Err(_) => (vec![Acked::default(); 3], None),
