@@ -120,10 +120,10 @@ async fn leader_of(nodes: &[BenchNode], g: u64) -> Result<Group, BoxError> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         for n in nodes {
-            if let Some(group) = n.node.group(g) {
-                if group.is_leader() {
-                    return Ok(group);
-                }
+            if let Some(group) = n.node.group(g)
+                && group.is_leader()
+            {
+                return Ok(group);
             }
         }
         if Instant::now() > deadline {

@@ -62,14 +62,6 @@ fn sm_write_err(e: impl std::fmt::Display) -> StorageError<NodeId> {
     )
 }
 
-fn sm_read_err(e: impl std::fmt::Display) -> StorageError<NodeId> {
-    StorageError::from_io_error(
-        ErrorSubject::StateMachine,
-        ErrorVerb::Read,
-        io::Error::other(e.to_string()),
-    )
-}
-
 fn snapshot_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError<NodeId> {
     StorageError::from_io_error(
         ErrorSubject::Snapshot(None),
@@ -169,7 +161,7 @@ const NO_WAL: WriteOptions = WriteOptions {
 
 impl Shared {
     /// Applies `entries` as one engine batch; returns one response each.
-    fn apply_entries(&self, entries: Vec<Entry>) -> SmResult<Vec<Response>> {
+    fn apply_entries(&self, entries: Vec<Entry>) -> io::Result<Vec<Response>> {
         let mut batch = WriteBatch::new();
         let mut responses = Vec::with_capacity(entries.len());
         let mut state = lock(&self.state).clone();
@@ -187,12 +179,9 @@ impl Shared {
                 };
                 responses.push(response);
             }
-            ctx.put_meta(
-                &keys::applied_key(self.group),
-                &encode(&state).map_err(sm_write_err)?,
-            );
+            ctx.put_meta(&keys::applied_key(self.group), &encode(&state)?);
         }
-        self.db.write(batch, NO_WAL).map_err(sm_write_err)?;
+        self.db.write(batch, NO_WAL).map_err(io::Error::other)?;
         *lock(&self.state) = state;
         Ok(responses)
     }
@@ -201,34 +190,37 @@ impl Shared {
         &self,
         ctx: &mut ApplyContext<'_>,
         request: crate::types::Request,
-    ) -> SmResult<Response> {
+    ) -> io::Result<Response> {
         let dedup_key =
             (request.client_id != 0).then(|| keys::dedup_key(self.group, request.client_id));
-        if let Some(key) = &dedup_key {
-            if let Some(record) = ctx.get(key).map_err(sm_read_err)? {
-                let (serial, cached) = decode_dedup(&record).ok_or_else(|| {
-                    sm_read_err(format!("group {}: malformed dedup record", self.group))
-                })?;
-                if request.serial <= serial {
-                    // A retry of an applied request: answer as the first
-                    // application did (only the latest response is kept; an
-                    // older serial gets an empty duplicate reply).
-                    let payload = if request.serial == serial {
-                        cached.to_vec()
-                    } else {
-                        Vec::new()
-                    };
-                    return Ok(Response {
-                        payload,
-                        duplicate: true,
-                    });
-                }
+        if let Some(key) = &dedup_key
+            && let Some(record) = ctx.get(key).map_err(io::Error::other)?
+        {
+            let (serial, cached) = decode_dedup(&record).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("group {}: malformed dedup record", self.group),
+                )
+            })?;
+            if request.serial <= serial {
+                // A retry of an applied request: answer as the first
+                // application did (only the latest response is kept; an
+                // older serial gets an empty duplicate reply).
+                let payload = if request.serial == serial {
+                    cached.to_vec()
+                } else {
+                    Vec::new()
+                };
+                return Ok(Response {
+                    payload,
+                    duplicate: true,
+                });
             }
         }
         let payload = self
             .app
             .apply(ctx, &request.command)
-            .map_err(sm_write_err)?;
+            .map_err(io::Error::other)?;
         if let Some(key) = dedup_key {
             let mut record = Vec::with_capacity(8 + payload.len());
             record.extend_from_slice(&request.serial.to_le_bytes());
@@ -285,11 +277,11 @@ impl Shared {
     /// newer (a slow build finishing after an install).
     fn replace_current(&self, from: &Path, current: &Path, meta: &Meta) -> io::Result<()> {
         let _guard = lock(&self.current_lock);
-        if let Ok(reader) = SnapshotReader::open(current) {
-            if reader.meta().last_log_id > meta.last_log_id {
-                std::fs::remove_file(from)?;
-                return Ok(());
-            }
+        if let Ok(reader) = SnapshotReader::open(current)
+            && reader.meta().last_log_id > meta.last_log_id
+        {
+            std::fs::remove_file(from)?;
+            return Ok(());
         }
         std::fs::rename(from, current)?;
         sync_dir(&self.dir)
@@ -441,7 +433,9 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
         let shared = self.shared.clone();
-        blocking(move || shared.apply_entries(entries)).await?
+        blocking(move || shared.apply_entries(entries))
+            .await?
+            .map_err(sm_write_err)
     }
 
     async fn get_snapshot_builder(&mut self) -> GroupSnapshotBuilder {

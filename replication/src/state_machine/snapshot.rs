@@ -35,6 +35,8 @@ pub(crate) const BLOCK_BYTES_TARGET: usize = 1 << 20;
 const BLOCK_BYTES_MAX: usize = BLOCK_BYTES_TARGET + (64 << 10) + (512 << 20) + 8;
 
 pub(crate) type Meta = SnapshotMeta<NodeId, NodeInfo>;
+/// The key/value pairs of one block.
+pub(crate) type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 
 fn corrupt(path: &Path, reason: impl Into<String>) -> io::Error {
     io::Error::new(
@@ -172,7 +174,7 @@ impl SnapshotReader {
     }
 
     /// The next block's pairs, or `None` after a verified trailer.
-    pub(crate) fn next_block(&mut self) -> io::Result<Option<Vec<(Vec<u8>, Vec<u8>)>>> {
+    pub(crate) fn next_block(&mut self) -> io::Result<Option<Pairs>> {
         if self.done {
             return Ok(None);
         }
@@ -227,7 +229,7 @@ impl SnapshotReader {
     }
 }
 
-fn decode_pairs(mut block: &[u8]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+fn decode_pairs(mut block: &[u8]) -> Option<Pairs> {
     let mut pairs = Vec::new();
     while !block.is_empty() {
         let (key, rest) = take_prefixed(block)?;
