@@ -608,12 +608,27 @@ impl GroupLog {
             .await
     }
 
+    /// Queues the committed log id without waiting for its fsync: it
+    /// becomes durable with the next batch. openraft calls this on its core
+    /// task each time the commit index moves, so waiting here would put an
+    /// fsync on every commit's critical path; losing the latest committed id
+    /// at a crash is safe (openraft then re-applies from the state machine's
+    /// applied id up to the older committed id, and learns the rest from the
+    /// leader).
     async fn save_committed_inner(&self, committed: Option<LogId>) -> Result<(), LogStoreError> {
         let payload = record::committed_record(self.group, committed.as_ref());
-        self.write_synced(payload, Effect::Committed(committed), |g| {
-            g.meta.committed = committed;
+        let permits = self.shared().reserve(payload.len()).await?;
+        let group = self.group;
+        self.shared().submit(permits, |state| {
+            state.groups.entry(group).or_default().meta.committed = committed;
+            Ok(vec![Op {
+                group,
+                payload,
+                effect: Effect::Committed(committed),
+                permits: 0,
+                done: None,
+            }])
         })
-        .await
     }
 
     /// Makes `entries` readable at once and queues them; `done` is told
