@@ -169,17 +169,18 @@ impl Node {
         let bytes = postcard::to_allocvec(&spec).map_err(|e| storage(id, e))?;
         let mut batch = WriteBatch::new();
         batch.put(keys::spec_key(id), bytes);
-        self.inner
-            .db
-            .write(
-                batch,
-                WriteOptions {
-                    sync: true,
-                    disable_wal: false,
-                },
-            )
-            .map_err(|e| storage(id, e))?;
+        self.write_synced(id, batch)?;
         self.start_group(spec).await
+    }
+
+    /// Writes replication's own bookkeeping through the WAL, synced: group
+    /// specs must survive a crash even though the data writes skip the WAL.
+    fn write_synced(&self, id: GroupId, batch: WriteBatch) -> Result<()> {
+        let sync = WriteOptions {
+            sync: true,
+            disable_wal: false,
+        };
+        self.inner.db.write(batch, sync).map_err(|e| storage(id, e))
     }
 
     async fn start_group(&self, spec: GroupSpec) -> Result<Group> {
@@ -246,16 +247,7 @@ impl Node {
         batch.delete_range(&group.range().start, &group.range().end);
         batch.delete_range(&meta.start, &meta.end);
         batch.delete(keys::spec_key(id));
-        self.inner
-            .db
-            .write(
-                batch,
-                WriteOptions {
-                    sync: true,
-                    disable_wal: false,
-                },
-            )
-            .map_err(|e| storage(id, e))?;
+        self.write_synced(id, batch)?;
         let dir = self.inner.options.snapshot_dir.join(format!("group-{id}"));
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),

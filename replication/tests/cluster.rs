@@ -6,7 +6,7 @@
 mod common;
 
 use cairn_replication::{KvCommand, KvReply, Request};
-use common::{Cluster, TIMEOUT, key};
+use common::{Cluster, key};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -276,14 +276,7 @@ async fn a_new_node_catches_up_by_snapshot_after_the_log_was_purged() {
     for i in 0..200 {
         cluster.put(1, &format!("k{i:03}"), &format!("v{i}")).await;
     }
-    let leader = cluster.leader(1).await;
-    let group = cluster.node(leader).group(1).unwrap();
-    group.trigger_snapshot().await.unwrap();
-    let deadline = std::time::Instant::now() + TIMEOUT;
-    while group.metrics().purged.is_none() {
-        assert!(std::time::Instant::now() < deadline, "log never purged");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    cluster.snapshot_and_purge(1).await;
     cluster.add_node(4).await;
     cluster
         .node(4)

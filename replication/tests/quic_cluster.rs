@@ -79,26 +79,7 @@ async fn quic_a_new_node_catches_up_by_a_chunked_snapshot() {
     for i in 0..150 {
         cluster.put(1, &format!("k{i:03}"), &value).await;
     }
-    let leader = cluster.leader(1).await;
-    cluster
-        .node(leader)
-        .group(1)
-        .unwrap()
-        .trigger_snapshot()
-        .await
-        .unwrap();
-    let deadline = std::time::Instant::now() + common::TIMEOUT;
-    while cluster
-        .node(leader)
-        .group(1)
-        .unwrap()
-        .metrics()
-        .purged
-        .is_none()
-    {
-        assert!(std::time::Instant::now() < deadline, "log never purged");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    cluster.snapshot_and_purge(1).await;
     cluster.add_node(4).await;
     cluster
         .node(4)

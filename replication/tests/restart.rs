@@ -7,9 +7,8 @@ mod common;
 
 use cairn_engine::CrashMode;
 use cairn_replication::RaftOptions;
-use common::{Cluster, TIMEOUT};
+use common::Cluster;
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
 
 const MODES: [CrashMode; 3] = [
     CrashMode::DropUnsynced,
@@ -84,19 +83,7 @@ async fn a_crash_after_snapshot_and_purge_reapplies_the_rest_from_the_log() {
     for i in 0..150 {
         cluster.put(1, &format!("k{i:03}"), &format!("v{i}")).await;
     }
-    let leader = cluster.leader(1).await;
-    let deadline = Instant::now() + TIMEOUT;
-    while cluster
-        .node(leader)
-        .group(1)
-        .unwrap()
-        .metrics()
-        .purged
-        .is_none()
-    {
-        assert!(Instant::now() < deadline, "log never purged");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    cluster.snapshot_and_purge(1).await;
     for id in 1..=3 {
         cluster.crash(id, CrashMode::DropUnsynced, id).await;
     }

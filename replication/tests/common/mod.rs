@@ -380,6 +380,18 @@ impl Cluster {
         }
     }
 
+    /// Triggers a snapshot at the leader of `g` and waits until its log
+    /// has been purged.
+    pub async fn snapshot_and_purge(&self, g: GroupId) {
+        let group = self.node(self.leader(g).await).group(g).unwrap();
+        group.trigger_snapshot().await.unwrap();
+        let deadline = Instant::now() + TIMEOUT;
+        while group.metrics().purged.is_none() {
+            assert!(Instant::now() < deadline, "group {g}: log never purged");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn voters(&self, g: GroupId, at: NodeId) -> BTreeSet<NodeId> {
         self.node(at).group(g).unwrap().metrics().voters
     }
