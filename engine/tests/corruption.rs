@@ -428,3 +428,27 @@ fn orphan_files_are_removed_at_open() {
     );
     assert_eq!(dump(&db, std::iter::empty()).unwrap(), model);
 }
+
+#[test]
+fn open_with_a_wal_numbered_near_the_largest_file_number_is_quick() {
+    // Open used to step the file counter one by one up to the largest
+    // number in the directory: a stray WAL numbered near 2^56 hung it, and
+    // one near 2^64 overflowed it. Now the counter jumps there directly, and
+    // a number past 2^56 is refused as corruption.
+    let (fs, model) = closed_db_with_tables();
+    let stray = path(&format!("{}.log", (1u64 << 56) - 1000));
+    fs.write_file_bytes(&stray, Vec::new());
+    let db = Db::open(DIR, opts(&fs)).unwrap();
+    assert_eq!(dump(&db, model.keys().cloned()).unwrap(), model);
+    db.put("after", "stray").unwrap();
+    db.flush().unwrap();
+    db.close().unwrap();
+    drop(db);
+    let db = Db::open(DIR, opts(&fs)).unwrap();
+    assert_eq!(db.get("after").unwrap(), Some(b"stray".to_vec()));
+    db.close().unwrap();
+    drop(db);
+    fs.write_file_bytes(&path("18446744073709551615.log"), Vec::new());
+    let e = Db::open(DIR, opts(&fs)).unwrap_err();
+    assert!(e.is_corruption(), "{e}");
+}

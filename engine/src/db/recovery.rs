@@ -21,7 +21,9 @@ use crate::options::Options;
 use crate::table::BlockCache;
 use crate::version::FileReclaimer;
 use crate::version::edit::{MAX_LEVELS, VersionEdit};
-use crate::version::set::{CURRENT, FileKind, LOCK, VersionSet, parse_file_name, wal_name};
+use crate::version::set::{
+    CURRENT, FileKind, LOCK, MAX_FILE_NUMBER, VersionSet, parse_file_name, wal_name,
+};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -209,7 +211,14 @@ pub(super) fn open(dir: &Path, opts: Options) -> Result<DbInner> {
         })
         .max()
         .unwrap_or(0);
-    while versions.new_file_number() <= max_in_dir {}
+    if max_in_dir > MAX_FILE_NUMBER {
+        return Err(Error::corruption(
+            dir,
+            0,
+            format!("a file numbered {max_in_dir} is past the largest file number"),
+        ));
+    }
+    versions.reserve_file_numbers_through(max_in_dir);
 
     let max_seq = versions.last_sequence();
     let mut replayer = Replayer {
