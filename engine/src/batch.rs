@@ -193,6 +193,11 @@ impl<'a> BatchOps<'a> {
         })
     }
 
+    /// Entries not decoded yet: all of them before iteration starts.
+    pub(crate) fn entries(&self) -> u64 {
+        u64::from(self.remaining)
+    }
+
     fn decode_one(&mut self) -> std::result::Result<BatchOp<'a>, String> {
         let at = self.decoder.position();
         let tag = self
@@ -214,6 +219,21 @@ impl<'a> BatchOps<'a> {
         };
         Ok(BatchOp { kind, key, value })
     }
+}
+
+/// Writers log groups in sequence order (one leader at a time), so the
+/// sequence numbers of the batches replayed from the WALs, in file order,
+/// never go back. A batch that does would break the order L0 tables and
+/// memtables are searched in (newest first): a point lookup could stop at
+/// an older version than iteration returns.
+pub(crate) fn check_sequence_order(replayed_end: u64, base_seq: u64) -> Result<(), String> {
+    if base_seq < replayed_end {
+        return Err(format!(
+            "batch sequence numbers start at {base_seq}, before the end of the previous \
+             batch ({replayed_end}): they must increase"
+        ));
+    }
+    Ok(())
 }
 
 impl<'a> Iterator for BatchOps<'a> {

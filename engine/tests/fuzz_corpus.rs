@@ -30,18 +30,25 @@ fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
 }
 
-/// The files of `dir`, sorted; none if it does not exist.
-fn inputs(dir: &Path) -> Vec<PathBuf> {
+/// The files of `dir` whose names start with `prefix`, sorted; none if it
+/// does not exist. (A local fuzzing run grows `corpus/` with files of its
+/// own; only the committed seeds are replayed.)
+fn inputs(dir: &Path, prefix: &str) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
         .unwrap_or_default();
-    files.retain(|p| p.is_file());
+    files.retain(|p| {
+        p.is_file()
+            && p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
+    });
     files.sort();
     files
 }
 
 fn replay(kind: &str, target: &str, run: Target) -> usize {
-    let files = inputs(&fuzz_dir().join(kind).join(target));
+    let prefix = if kind == "corpus" { "seed-" } else { "" };
+    let files = inputs(&fuzz_dir().join(kind).join(target), prefix);
     for path in &files {
         let data = std::fs::read(path).unwrap();
         let outcome = std::panic::catch_unwind(|| run(&data));

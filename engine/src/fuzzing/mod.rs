@@ -32,7 +32,7 @@ pub use checksums::{fix_record_log_checksums, fix_table_checksums};
 pub use ops::ops_target;
 pub use seeds::{Seed, seed_corpora};
 
-use crate::batch::BatchOps;
+use crate::batch::{BatchOps, check_sequence_order};
 use crate::error::{Error, Result};
 use crate::fs::{FileSystem, MemFs, RandomAccessFile};
 use crate::iter::{Direction, InternalIterator};
@@ -91,8 +91,12 @@ pub fn replay_wal(wal: &[u8], mode: WalRecovery) -> Result<u64> {
     let path = Path::new("/db/000001.log");
     let mem = MemTable::new(1);
     let mut entries = 0;
+    let mut replayed_end = 0;
     replay(wal, path, mode, |offset, payload| {
         let ops = BatchOps::new(payload).map_err(|e| Error::corruption(path, offset, e))?;
+        check_sequence_order(replayed_end, ops.base_seq)
+            .map_err(|e| Error::corruption(path, offset, e))?;
+        replayed_end = ops.base_seq + ops.entries();
         for (seq, op) in (ops.base_seq..).zip(ops) {
             let op = op.map_err(|e| Error::corruption(path, offset, e))?;
             mem.add(seq, op.kind, op.key, op.value);
