@@ -16,7 +16,7 @@
 //! concatenates the entries of several batches under one header.
 
 use crate::error::{Error, Result};
-use crate::key::ValueKind;
+use crate::key::{MAX_SEQUENCE, ValueKind};
 use crate::util::coding::{Decoder, put_fixed32, put_fixed64, put_length_prefixed};
 
 /// Bytes of the header in front of the entries.
@@ -177,11 +177,25 @@ impl<'a> BatchOps<'a> {
                 "batch count {count} exceeds what its bytes can hold"
             ));
         }
+        // Sequence numbers are 56 bits (the internal-key trailer packs the
+        // kind below them): a batch from disk claiming more is corrupt, and
+        // replaying it would wrap into other keys' trailers.
+        let past_last = base_seq.checked_add(u64::from(count));
+        if past_last.is_none_or(|end| end > MAX_SEQUENCE + 1) {
+            return Err(format!(
+                "batch sequence numbers {base_seq} + {count} pass the largest sequence number"
+            ));
+        }
         Ok(BatchOps {
             decoder,
             remaining: count,
             base_seq,
         })
+    }
+
+    /// Entries not decoded yet: all of them before iteration starts.
+    pub(crate) fn entries(&self) -> u64 {
+        u64::from(self.remaining)
     }
 
     fn decode_one(&mut self) -> std::result::Result<BatchOp<'a>, String> {
@@ -205,6 +219,21 @@ impl<'a> BatchOps<'a> {
         };
         Ok(BatchOp { kind, key, value })
     }
+}
+
+/// Writers log groups in sequence order (one leader at a time), so the
+/// sequence numbers of the batches replayed from the WALs, in file order,
+/// never go back. A batch that does would break the order L0 tables and
+/// memtables are searched in (newest first): a point lookup could stop at
+/// an older version than iteration returns.
+pub(crate) fn check_sequence_order(replayed_end: u64, base_seq: u64) -> Result<(), String> {
+    if base_seq < replayed_end {
+        return Err(format!(
+            "batch sequence numbers start at {base_seq}, before the end of the previous \
+             batch ({replayed_end}): they must increase"
+        ));
+    }
+    Ok(())
 }
 
 impl<'a> Iterator for BatchOps<'a> {
@@ -305,6 +334,21 @@ mod tests {
         let mut lying = rep;
         lying[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(BatchOps::new(&lying).is_err());
+    }
+
+    #[test]
+    fn batch_with_sequence_numbers_past_2_pow_56_is_corrupt() {
+        // Found by fuzzing (wal_reader): a WAL batch with base_seq near
+        // 2^64 reached the memtable and failed the trailer's assertion.
+        let mut b = WriteBatch::new();
+        b.put(b"k", b"v");
+        b.put(b"l", b"w");
+        b.set_base_seq(MAX_SEQUENCE - 1);
+        assert!(BatchOps::new(b.encoded()).is_ok());
+        for base in [MAX_SEQUENCE, MAX_SEQUENCE + 1, u64::MAX - 1, u64::MAX] {
+            b.set_base_seq(base);
+            assert!(BatchOps::new(b.encoded()).is_err(), "base {base} accepted");
+        }
     }
 
     #[test]

@@ -40,6 +40,8 @@ mod compaction;
 mod db;
 mod error;
 mod fs;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod iter;
 mod key;
 mod log;

@@ -12,7 +12,7 @@ use super::stats::Counters;
 use super::table_cache::{Reclaimer, TableCache};
 use super::write::WriteQueue;
 use super::{DbInner, SuperVersion, WalState, build_l0_table};
-use crate::batch::BatchOps;
+use crate::batch::{BatchOps, check_sequence_order};
 use crate::error::{Error, Result};
 use crate::fs::{FileSystem, join};
 use crate::log::{LogWriter, replay};
@@ -21,7 +21,9 @@ use crate::options::Options;
 use crate::table::BlockCache;
 use crate::version::FileReclaimer;
 use crate::version::edit::{MAX_LEVELS, VersionEdit};
-use crate::version::set::{CURRENT, FileKind, LOCK, VersionSet, parse_file_name, wal_name};
+use crate::version::set::{
+    CURRENT, FileKind, LOCK, MAX_FILE_NUMBER, VersionSet, parse_file_name, wal_name,
+};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -84,12 +86,17 @@ struct Replayer<'a> {
     mem: Arc<MemTable>,
     edit: VersionEdit,
     max_seq: u64,
+    /// One past the last sequence number replayed so far.
+    replayed_end: u64,
 }
 
 impl Replayer<'_> {
     fn record(&mut self, path: &Path, offset: u64, payload: &[u8]) -> Result<()> {
         let ops = BatchOps::new(payload).map_err(|e| Error::corruption(path, offset, e))?;
         let base = ops.base_seq;
+        check_sequence_order(self.replayed_end, base)
+            .map_err(|e| Error::corruption(path, offset, e))?;
+        self.replayed_end = base + ops.entries();
         let mut seq = base;
         for op in ops {
             let op = op.map_err(|e| Error::corruption(path, offset, e))?;
@@ -209,7 +216,14 @@ pub(super) fn open(dir: &Path, opts: Options) -> Result<DbInner> {
         })
         .max()
         .unwrap_or(0);
-    while versions.new_file_number() <= max_in_dir {}
+    if max_in_dir > MAX_FILE_NUMBER {
+        return Err(Error::corruption(
+            dir,
+            0,
+            format!("a file numbered {max_in_dir} is past the largest file number"),
+        ));
+    }
+    versions.reserve_file_numbers_through(max_in_dir);
 
     let max_seq = versions.last_sequence();
     let mut replayer = Replayer {
@@ -220,6 +234,7 @@ pub(super) fn open(dir: &Path, opts: Options) -> Result<DbInner> {
         mem: Arc::new(MemTable::new(0)),
         edit: VersionEdit::default(),
         max_seq,
+        replayed_end: 0,
     };
     for number in &wals {
         let path = join(dir, &wal_name(*number));

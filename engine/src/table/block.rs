@@ -333,6 +333,15 @@ impl BlockIter {
                 reason: "shared key prefix longer than the previous key",
             });
         }
+        // The same rule `load_interval` applies: an entry ending past the
+        // next restart means that restart points into this entry's bytes,
+        // and a seek starting there would decode a value as an entry.
+        if e.value.end > self.block.interval_end(self.restart) {
+            return self.fail(BlockError {
+                offset,
+                reason: "entry straddles a restart point",
+            });
+        }
         self.key.truncate(e.shared);
         self.key.extend_from_slice(self.block.slice(e.key_delta));
         self.offset = offset;
@@ -551,6 +560,28 @@ mod tests {
             }
             assert_eq!(it.error(), None);
         }
+    }
+
+    #[test]
+    fn forward_iteration_rejects_an_entry_straddling_a_restart() {
+        // Found by fuzzing (block): the last entry ran over two restart
+        // points; forward iteration accepted it while reverse iteration and
+        // seeks decoded from inside its value. Both directions now fail.
+        let mut data = vec![0, 1, 6, b'a', b'x', b'x', b'x', b'x', b'x', b'x'];
+        for r in [0u32, 5, 2] {
+            data.extend_from_slice(&r.to_le_bytes());
+        }
+        let block = Arc::new(Block::new(data).unwrap());
+        let mut it = BlockIter::new(Arc::clone(&block));
+        it.seek_to_first();
+        assert!(!it.valid());
+        assert_eq!(
+            it.error().map(|e| e.reason),
+            Some("entry straddles a restart point")
+        );
+        let mut it = BlockIter::new(block);
+        it.seek_to_last();
+        assert!(!it.valid() && it.error().is_some());
     }
 
     #[test]

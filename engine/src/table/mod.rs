@@ -13,11 +13,11 @@
     )
 )]
 
-mod block;
-mod block_builder;
+pub(crate) mod block;
+pub(crate) mod block_builder;
 mod builder;
-mod filter;
-mod format;
+pub(crate) mod filter;
+pub(crate) mod format;
 mod reader;
 
 use crate::util::cache::ClockCache;

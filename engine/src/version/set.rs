@@ -24,6 +24,7 @@ use super::edit::{MAX_LEVELS, VersionEdit};
 use super::{FileMeta, FileReclaimer, Version, VersionBuilder};
 use crate::error::{Error, Result};
 use crate::fs::{FileSystem, join};
+use crate::key::MAX_SEQUENCE;
 use crate::log::{LogWriter, replay};
 use crate::options::WalRecovery;
 use std::path::{Path, PathBuf};
@@ -32,6 +33,12 @@ use std::sync::{Arc, Weak};
 pub(crate) const CURRENT: &str = "CURRENT";
 const CURRENT_TMP: &str = "CURRENT.tmp";
 pub(crate) const LOCK: &str = "LOCK";
+
+/// File numbers stay below 2^56, like sequence numbers: far more than any
+/// database hands out, and far from overflowing the counter. A manifest
+/// recording a larger one is corrupt, and so is a directory holding an
+/// engine file named with one (open refuses it rather than jump there).
+pub(crate) const MAX_FILE_NUMBER: u64 = (1 << 56) - 1;
 
 /// The kinds of file the engine keeps in its directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,9 +211,29 @@ impl VersionSet {
                 "manifest lacks the file number, log number or sequence",
             ));
         }
+        let numbers_in_range = set.next_file_number <= MAX_FILE_NUMBER
+            && set.log_number <= MAX_FILE_NUMBER
+            && set.last_sequence <= MAX_SEQUENCE;
+        if !numbers_in_range {
+            return Err(Error::corruption(
+                &manifest_path,
+                replayed.valid_bytes,
+                "manifest file number, log number or sequence out of range",
+            ));
+        }
         let (version, _) = builder
             .build()
             .map_err(|e| Error::corruption(&manifest_path, replayed.valid_bytes, e))?;
+        if let Some((_, f)) = version
+            .all_files()
+            .find(|(_, f)| f.number > MAX_FILE_NUMBER)
+        {
+            return Err(Error::corruption(
+                &manifest_path,
+                replayed.valid_bytes,
+                format!("table number {} out of range", f.number),
+            ));
+        }
         if let Some((level, _)) = version.all_files().find(|(level, _)| *level >= num_levels) {
             return Err(Error::InvalidArgument(format!(
                 "the database has tables in level {level} but num_levels is {num_levels}"
@@ -239,6 +266,13 @@ impl VersionSet {
         let n = self.next_file_number;
         self.next_file_number += 1;
         n
+    }
+
+    /// Makes sure no number up to `n` is handed out again (files found in
+    /// the directory that the manifest does not name). REQUIRES:
+    /// `n <= MAX_FILE_NUMBER` (`parse_file_name` guarantees it).
+    pub(crate) fn reserve_file_numbers_through(&mut self, n: u64) {
+        self.next_file_number = self.next_file_number.max(n.saturating_add(1));
     }
 
     pub(crate) fn log_number(&self) -> u64 {
@@ -402,6 +436,68 @@ impl VersionSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Recovers from a manifest holding `edit` alone.
+    fn recover_edit(edit: &VersionEdit) -> Result<(VersionSet, ManifestReport)> {
+        let fs = crate::fs::MemFs::new();
+        let dir = Path::new("/db");
+        fs.create_dir_all(dir).unwrap();
+        let mut w = LogWriter::new(fs.create(&dir.join("MANIFEST-000002")).unwrap());
+        w.add_record(&edit.encode()).unwrap();
+        w.sync().unwrap();
+        fs.write_file_bytes(&dir.join(CURRENT), b"MANIFEST-000002\n".to_vec());
+        VersionSet::recover(dir, Arc::new(fs), 7, 1 << 20, None)
+    }
+
+    #[test]
+    fn manifest_numbers_past_2_pow_56_are_corruption() {
+        // Found by fuzzing (manifest, after the WAL's sequence finding): a
+        // last_sequence past 2^56 made the first read fail the internal-key
+        // assertion, and file numbers near 2^64 overflowed the counter.
+        let base = VersionEdit {
+            log_number: Some(3),
+            next_file_number: Some(5),
+            last_sequence: Some(9),
+            ..VersionEdit::default()
+        };
+        assert!(recover_edit(&base).is_ok());
+        let table = |number| crate::version::edit::NewFile {
+            level: 1,
+            number,
+            size: 1,
+            smallest: crate::key::make_internal_key(b"a", 1, crate::key::ValueKind::Value),
+            largest: crate::key::make_internal_key(b"b", 1, crate::key::ValueKind::Value),
+            smallest_seq: 1,
+            largest_seq: 1,
+            num_entries: 1,
+            num_deletions: 0,
+            range_del_seq: 0,
+        };
+        let hostile = [
+            VersionEdit {
+                last_sequence: Some(MAX_SEQUENCE + 1),
+                ..base.clone()
+            },
+            VersionEdit {
+                next_file_number: Some(u64::MAX),
+                ..base.clone()
+            },
+            VersionEdit {
+                log_number: Some(u64::MAX),
+                ..base.clone()
+            },
+            VersionEdit {
+                new_files: vec![table(u64::MAX)],
+                ..base.clone()
+            },
+        ];
+        for edit in hostile {
+            match recover_edit(&edit) {
+                Err(e) => assert!(e.is_corruption(), "{edit:?}: {e}"),
+                Ok(_) => panic!("{edit:?} recovered"),
+            }
+        }
+    }
 
     #[test]
     fn file_names_parse_back_to_their_kind() {
