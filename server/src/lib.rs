@@ -1,11 +1,16 @@
-//! Cairn's Redis-protocol front. For now this crate holds the RESP codec
-//! (`resp`) and the command layer (`command`: Redis string commands as a
-//! pure function of command, state and time, see `docs/commands.md`). The
-//! codec has frames, a streaming decoder with bounded allocation, the request
-//! view the server will read commands through (multibulk or inline), and an
-//! encoder for RESP2 and RESP3 clients. See `docs/protocol.md` for what the
-//! codec accepts, its limits and how RESP3 replies degrade for RESP2 clients.
-//! The `cairn` binary, the router and the cluster map come with the server.
+//! Cairn's server: the `cairn` binary's library. A node serves the Redis
+//! protocol, routes every key to the Raft group owning its hash slot, and
+//! replicates through `cairn-replication`. See docs/architecture in
+//! `docs/server.md`, `docs/operations.md` for running it.
+//!
+//! The tree follows a request: `conn` reads it (`resp` decodes), `command`
+//! parses and executes Redis commands, `route` sends an operation to the
+//! group's leader (here, forwarded, or `-MOVED`), `app` applies committed
+//! entries (`entry`) to the engine with the group's replicated `clock`;
+//! `cluster` holds the map (in the meta group) and the CLUSTER commands;
+//! `server` starts a node and keeps its groups in line with the map;
+//! `admin`, `metrics` and `info` are for operators; `config` is the
+//! settings.
 //!
 //! ```
 //! use cairn_server::resp::{decode_command, Frame, Limits, RespVersion};
@@ -26,5 +31,22 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod admin;
+pub mod app;
+pub mod clock;
+pub mod cluster;
 pub mod command;
+pub mod config;
+pub mod conn;
+pub mod entry;
+pub mod glob;
+pub mod info;
+pub mod metrics;
+mod nosync;
 pub mod resp;
+pub mod route;
+pub mod server;
+pub mod slot;
+
+pub use config::Config;
+pub use server::Server;

@@ -10,24 +10,35 @@ use super::value::StoredValue;
 use cairn_engine::{CompactionFilter, FilterDecision};
 
 /// A compaction filter that removes values whose expiry has passed.
+///
+/// The time a key is judged at comes from a function of the key, so the
+/// server can give each key its Raft group's replicated clock (see
+/// `crate::clock`) and skip keys that are not user data; `None` keeps the
+/// key.
 pub struct ExpiryFilter {
-    now_ms: Box<dyn Fn() -> u64 + Send + Sync>,
+    now_ms: Box<KeyClock>,
 }
 
+/// The time to judge a key at, or `None` to keep it.
+type KeyClock = dyn Fn(&[u8]) -> Option<u64> + Send + Sync;
+
 impl ExpiryFilter {
-    /// A filter reading time from `now_ms` (Unix milliseconds).
-    pub fn new(now_ms: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
+    /// A filter judging every key at the time `now_ms` gives for it (Unix
+    /// milliseconds), or keeping it when that is `None`.
+    pub fn new(now_ms: impl Fn(&[u8]) -> Option<u64> + Send + Sync + 'static) -> Self {
         ExpiryFilter {
             now_ms: Box::new(now_ms),
         }
     }
 
-    /// A filter on the system clock.
+    /// A filter judging every key on the system clock (a single engine with
+    /// no replication).
     pub fn system_clock() -> Self {
-        ExpiryFilter::new(|| {
+        ExpiryFilter::new(|_| {
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+                .ok()
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         })
     }
 }
@@ -39,11 +50,13 @@ impl std::fmt::Debug for ExpiryFilter {
 }
 
 impl CompactionFilter for ExpiryFilter {
-    fn filter(&self, _level: usize, _key: &[u8], value: &[u8]) -> FilterDecision {
+    fn filter(&self, _level: usize, key: &[u8], value: &[u8]) -> FilterDecision {
         // A value the filter cannot read is kept: reads report it as corrupt,
         // and compaction must never be the thing that silently drops data.
         match StoredValue::peek_expire_at(value) {
-            Ok(Some(at)) if at.get() <= (self.now_ms)() => FilterDecision::Remove,
+            Ok(Some(at)) if (self.now_ms)(key).is_some_and(|now| at.get() <= now) => {
+                FilterDecision::Remove
+            }
             _ => FilterDecision::Keep,
         }
     }
@@ -68,7 +81,7 @@ mod tests {
     #[test]
     fn filter_removes_only_values_whose_expiry_has_passed() {
         // Expired at or before now: removed; later, none, or unreadable: kept.
-        let f = ExpiryFilter::new(|| 2_000);
+        let f = ExpiryFilter::new(|key| (key != b"other").then_some(2_000));
         assert_eq!(
             f.filter(1, b"k", &stored(b"v", 1_000)),
             FilterDecision::Remove
@@ -84,6 +97,11 @@ mod tests {
         assert_eq!(f.filter(1, b"k", &stored(b"v", 0)), FilterDecision::Keep);
         assert_eq!(f.filter(1, b"k", b"\x09garbage"), FilterDecision::Keep);
         assert_eq!(f.filter(1, b"k", b""), FilterDecision::Keep);
+        // A key the clock function does not judge is kept.
+        assert_eq!(
+            f.filter(1, b"other", &stored(b"v", 1_000)),
+            FilterDecision::Keep
+        );
     }
 
     #[test]
@@ -94,7 +112,7 @@ mod tests {
             "/db",
             Options {
                 fs: Arc::new(MemFs::new()),
-                compaction_filter: Some(Arc::new(ExpiryFilter::new(|| 10_000))),
+                compaction_filter: Some(Arc::new(ExpiryFilter::new(|_| Some(10_000)))),
                 ..Options::default()
             },
         )

@@ -6,7 +6,10 @@
 ///
 /// Line payloads (simple strings, errors, big numbers) never contain CR or
 /// LF on the wire; bulk payloads are binary safe.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Serde forms it for replies that travel between nodes and through the
+/// Raft log (postcard), where RESP would blur RESP2's two nulls.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Frame {
     /// `+OK\r\n`: a short status line.
     Simple(Vec<u8>),
