@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 
 use crate::clock::Clocks;
 use crate::cluster::map::{ClusterMap, META_GROUP, META_MAP_KEY};
-use crate::command::{Command, Mutation, ReadState, StateError, StoredValue, execute};
+use crate::command::{Command, Mutation, ReadState, StateError, StoredValue, Value, execute};
 use crate::entry::{self, DataEntry, MetaCommand, MetaReply, Watch};
 use crate::resp::Frame;
 use crate::slot::{clock_key, data_key, key_slot, slot_keys_end, slot_keys_start};
@@ -167,10 +167,10 @@ impl ServerApp {
             } => {
                 if !(first..=last).contains(&slot) {
                     return Ok(Frame::Error(
-                        format!("MOVED {slot} (slot not in group {})", ctx.group()).into_bytes(),
+                        format!("ERR slot {slot} is not in group {}", ctx.group()).into_bytes(),
                     ));
                 }
-                if !watches_hold(ctx, slot, &watches)? {
+                if !watches_hold(ctx, slot, &watches, now)? {
                     return Ok(Frame::NullArray);
                 }
                 let mut replies = Vec::with_capacity(commands.len());
@@ -187,17 +187,45 @@ impl ServerApp {
     }
 }
 
-fn watches_hold(ctx: &ApplyContext<'_>, slot: u16, watches: &[Watch]) -> Result<bool, ApplyError> {
+/// Whether every WATCHed key still has the value it had when watched.
+/// Both sides are the *live* view (an expired value counts as absent, at
+/// this entry's time): a replica whose compaction already dropped an
+/// expired key decides exactly as one that still holds it.
+fn watches_hold(
+    ctx: &ApplyContext<'_>,
+    slot: u16,
+    watches: &[Watch],
+    now: u64,
+) -> Result<bool, ApplyError> {
     for watch in watches {
         if key_slot(&watch.key) != slot {
             return Ok(false);
         }
-        if ctx.get(&data_key(slot, &watch.key))? != watch.value {
+        let current = live(ctx.get(&data_key(slot, &watch.key))?, now);
+        if current != live(watch.value.clone(), now) {
             return Ok(false);
         }
     }
     Ok(true)
 }
+
+/// Stored bytes, or `None` when absent or expired at `now`.
+pub fn live(stored: Option<Vec<u8>>, now: u64) -> Option<Vec<u8>> {
+    stored.filter(|bytes| {
+        StoredValue::peek_expire_at(bytes)
+            .map(|at| at.is_none_or(|at| at.get() > now))
+            .unwrap_or(true)
+    })
+}
+
+/// Largest user key a command may write (the engine's 64 KiB key bound,
+/// less the slot prefix). Checked at apply, before the engine could refuse
+/// a write and stop the group.
+pub const MAX_KEY_BYTES: usize = (64 << 10) - 3;
+
+/// Largest stored value a command may write. Well under the log entry and
+/// RPC bounds (64 MiB) so a value always replicates and snapshots.
+pub const MAX_VALUE_BYTES: usize = 32 << 20;
 
 /// Runs one command; its errors (syntax, wrong type) are its reply.
 fn run_one(
@@ -231,6 +259,24 @@ fn run_one(
         Ok(outcome) => outcome,
         Err(e) => return Ok(Frame::Error(e.to_redis_error())),
     };
+    // A write the engine would refuse must be refused here, as a reply:
+    // an engine error at apply would stop the group on every replica.
+    for mutation in &outcome.mutations {
+        if let Mutation::Put { key, value } = mutation {
+            if key.len() > MAX_KEY_BYTES {
+                return Ok(Frame::Error(
+                    format!("ERR key longer than {MAX_KEY_BYTES} bytes").into_bytes(),
+                ));
+            }
+            let Value::String(payload) = &value.value;
+            if payload.len() > MAX_VALUE_BYTES {
+                return Ok(Frame::Error(
+                    format!("ERR string exceeds maximum allowed size ({MAX_VALUE_BYTES} bytes)")
+                        .into_bytes(),
+                ));
+            }
+        }
+    }
     for mutation in outcome.mutations {
         match mutation {
             Mutation::Put { key, value } => ctx.put(&data_key(slot, &key), &value.encode())?,

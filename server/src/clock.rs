@@ -11,10 +11,16 @@
 //! - reads judge expiry at `max(wall clock, group clock)`, so a leader whose
 //!   wall clock lags never shows a key an earlier write already saw expire;
 //! - the compaction filter removes an expired key only when the group's
-//!   clock on this replica has passed its expiry. Every later write applies
-//!   at a time at least that clock, so removing the key early can never make
-//!   a replica's state differ from the leader's. A key in no known group is
-//!   kept.
+//!   *durable* clock on this replica has passed its expiry. Every later
+//!   write applies at a time at least that clock, so removing the key can
+//!   never make a replica's state differ from the leader's. Durable matters:
+//!   applied state is written without the engine's WAL and becomes durable
+//!   at the next memtable flush, while a compaction's output is durable at
+//!   once. Judging by an in-memory clock could drop a key that, after a
+//!   crash rolls the clock back and the log is re-applied, must still be
+//!   live. So the filter uses the clock as of the last flush this node made
+//!   (`flush_clocks`, every [`FLUSH_INTERVAL`]); a key in no known group, or
+//!   in a group with no durable clock yet, is kept.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,7 +39,13 @@ struct Range {
     group: u64,
     last_slot: u16,
     clock: Arc<AtomicU64>,
+    /// The clock as of the last flush known to cover it.
+    durable: Arc<AtomicU64>,
 }
+
+/// How often a node flushes its engine so the durable clocks move on (only
+/// when some clock moved).
+pub const FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Unix milliseconds on this machine's wall clock.
 pub fn wall_clock_ms() -> u64 {
@@ -48,7 +60,7 @@ impl Clocks {
     }
 
     /// Registers (or re-registers) group `group` over `first..=last` with
-    /// the clock value its engine holds.
+    /// the clock value its engine holds. Nothing is durable yet.
     pub fn register(&self, group: u64, first: u16, last: u16, value: u64) {
         let mut ranges = self.ranges.write().unwrap_or_else(|p| p.into_inner());
         ranges.retain(|_, r| r.group != group);
@@ -58,6 +70,7 @@ impl Clocks {
                 group,
                 last_slot: last,
                 clock: Arc::new(AtomicU64::new(value)),
+                durable: Arc::new(AtomicU64::new(0)),
             },
         );
     }
@@ -93,11 +106,39 @@ impl Clocks {
     }
 
     /// The time the compaction filter judges `engine_key` at: its group's
-    /// clock, or `None` (keep) for a key that is not user data or whose
-    /// group is not known here.
+    /// durable clock, or `None` (keep) for a key that is not user data or
+    /// whose group is not known here.
     pub fn filter_time(&self, engine_key: &[u8]) -> Option<u64> {
         let (slot, _) = split_data_key(engine_key)?;
-        self.of_slot(slot).filter(|&t| t > 0)
+        self.range_of(slot)
+            .map(|range| range.durable.load(Ordering::Relaxed))
+            .filter(|&t| t > 0)
+    }
+
+    /// Each group's clock now, for those ahead of their durable clock.
+    fn pending(&self) -> Vec<(Arc<AtomicU64>, u64)> {
+        let ranges = self.ranges.read().unwrap_or_else(|p| p.into_inner());
+        ranges
+            .values()
+            .filter_map(|r| {
+                let now = r.clock.load(Ordering::Relaxed);
+                (now > r.durable.load(Ordering::Relaxed)).then(|| (Arc::clone(&r.durable), now))
+            })
+            .collect()
+    }
+
+    /// Flushes the engine if some clock moved, then marks the clocks read
+    /// before the flush durable. Called every [`FLUSH_INTERVAL`].
+    pub fn flush_clocks(&self, db: &cairn_engine::Db) -> cairn_engine::Result<()> {
+        let pending = self.pending();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        db.flush()?;
+        for (durable, value) in pending {
+            durable.fetch_max(value, Ordering::Relaxed);
+        }
+        Ok(())
     }
 }
 
@@ -118,6 +159,19 @@ mod tests {
         assert_eq!(clocks.of_slot(0), Some(1_000));
         clocks.advance(0, 2_000);
         assert_eq!(clocks.of_slot(99), Some(2_000));
+        // Nothing is durable until a flush.
+        assert_eq!(clocks.filter_time(&data_key(5, b"k")), None);
+        let db = cairn_engine::Db::open(
+            "/db",
+            cairn_engine::Options {
+                fs: Arc::new(cairn_engine::MemFs::new()),
+                ..cairn_engine::Options::default()
+            },
+        )
+        .unwrap();
+        clocks.flush_clocks(&db).unwrap();
+        assert_eq!(clocks.filter_time(&data_key(5, b"k")), Some(2_000));
+        clocks.advance(0, 3_000);
         assert_eq!(clocks.filter_time(&data_key(5, b"k")), Some(2_000));
         // A group whose clock never moved keeps everything, as do keys that
         // are not user data and slots not hosted here.

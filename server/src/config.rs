@@ -260,8 +260,14 @@ impl Config {
         {
             return Err("tls_ca, tls_cert and tls_key go together".into());
         }
-        if self.client_tls_cert.is_some() != self.client_tls_key.is_some() {
-            return Err("client_tls_cert and client_tls_key go together".into());
+        if self.client_tls_cert.is_some() || self.client_tls_key.is_some() {
+            return Err(
+                "TLS on the RESP port (client_tls_cert, client_tls_key) is not supported yet"
+                    .into(),
+            );
+        }
+        if !self.peers.is_empty() && self.tls_ca.is_none() {
+            return Err("a multi-node cluster needs tls_ca, tls_cert and tls_key from `cairn certs` (every node must trust one CA)".into());
         }
         self.initial_cluster().map(|_| ())
     }
@@ -291,6 +297,15 @@ mod tests {
         assert!(!c.bootstraps());
         assert_eq!(c.initial_cluster().unwrap()[1].client_addr, "e:2");
         assert!(Config::from_toml("nodeid = 2").is_err());
+        // A cluster needs one CA.
+        assert!(c.validate().is_err());
+        let c = Config {
+            tls_ca: Some("ca.pem".into()),
+            tls_cert: Some("n.pem".into()),
+            tls_key: Some("k.pem".into()),
+            ..c
+        };
+        assert!(c.validate().is_ok());
         let missing_self = Config { node_id: 3, ..c };
         assert!(missing_self.validate().is_err());
         assert!("1@a@b".parse::<PeerSpec>().is_err());

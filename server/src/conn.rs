@@ -33,6 +33,23 @@ const FLUSH_AT_BYTES: usize = 64 << 10;
 /// Commands one MULTI may queue.
 const MAX_QUEUED: usize = 10_000;
 
+/// Largest encoded log entry a request may become: under the Raft log's and
+/// the transport's 64 MiB bounds, so every entry can be stored and sent.
+pub const MAX_ENTRY_BYTES: usize = 48 << 20;
+
+/// Encodes a data entry for proposal, or the error reply for one too large
+/// to replicate.
+fn encode_entry(entry: &DataEntry) -> Result<Vec<u8>, Frame> {
+    let bytes = entry::encode(entry);
+    if bytes.len() > MAX_ENTRY_BYTES {
+        return Err(error(format!(
+            "ERR request of {} bytes is too large to replicate (limit {MAX_ENTRY_BYTES})",
+            bytes.len()
+        )));
+    }
+    Ok(bytes)
+}
+
 /// Accepts connections until the task is aborted.
 pub async fn serve(shared: Arc<Shared>, listener: TcpListener) {
     loop {
@@ -162,11 +179,14 @@ impl Conn {
         let mut start = 0usize;
         let mut out: Vec<u8> = Vec::new();
         let mut chunk = vec![0u8; 16 << 10];
+        let mut stop = self.shared.stop.subscribe();
+        let mut partial_since: Option<Instant> = None;
         loop {
             loop {
                 match decoder.decode(&buf[start..]) {
                     Ok(Some((args, used))) => {
                         start += used;
+                        partial_since = None;
                         if args.is_empty() {
                             continue;
                         }
@@ -210,15 +230,25 @@ impl Conn {
                 return Ok(());
             }
             let want = chunk.len().min(max_buffer - buf.len());
-            let read = if buf.is_empty() {
-                stream.read(&mut chunk[..want]).await?
+            // A request started must be finished within the timeout, from
+            // its first byte: trickling bytes does not extend it.
+            let limit = if buf.is_empty() {
+                partial_since = None;
+                Duration::MAX
             } else {
-                match tokio::time::timeout(partial_timeout, stream.read(&mut chunk[..want])).await {
-                    Ok(read) => read?,
-                    Err(_) => {
-                        self.shared.metrics.protocol_errors.inc();
-                        return Ok(());
-                    }
+                let since = *partial_since.get_or_insert_with(Instant::now);
+                partial_timeout.saturating_sub(since.elapsed())
+            };
+            let read = tokio::select! {
+                read = tokio::time::timeout(limit, stream.read(&mut chunk[..want])) => read,
+                _ = stop.wait_for(|stopping| *stopping) => return Ok(()),
+            };
+            let read = match read {
+                Ok(read) => read?,
+                Err(_) => {
+                    // A request started and not finished in time.
+                    self.shared.metrics.protocol_errors.inc();
+                    return Ok(());
                 }
             };
             if read == 0 {
@@ -394,16 +424,13 @@ impl Conn {
                 watches: Vec::new(),
                 transaction: false,
             };
+            let entry = match encode_entry(&entry) {
+                Ok(bytes) => bytes,
+                Err(reply) => return reply,
+            };
             let caller = self.write_caller();
             self.shared
-                .route(
-                    group,
-                    Some(slot),
-                    Op::Propose {
-                        entry: entry::encode(&entry),
-                    },
-                    caller,
-                )
+                .route(group, Some(slot), Op::Propose { entry }, caller)
                 .await
         } else {
             let caller = self.caller();
@@ -673,16 +700,13 @@ impl Conn {
             watches,
             transaction: true,
         };
+        let entry = match encode_entry(&entry) {
+            Ok(bytes) => bytes,
+            Err(reply) => return reply,
+        };
         let caller = self.write_caller();
         self.shared
-            .route(
-                group,
-                Some(slot),
-                Op::Propose {
-                    entry: entry::encode(&entry),
-                },
-                caller,
-            )
+            .route(group, Some(slot), Op::Propose { entry }, caller)
             .await
     }
 
@@ -800,16 +824,34 @@ impl Conn {
         let Some(cursor) = self.shared.scan_cursors.get(cursor) else {
             return error("ERR invalid cursor");
         };
-        match self.scan_step(&cursor, count, pattern).await {
-            Err(frame) => frame,
-            Ok((next, keys)) => {
-                let next = next.map_or(0, |c| self.shared.scan_cursors.put(c));
-                Frame::Array(vec![
-                    Frame::Bulk(next.to_string().into_bytes()),
-                    Frame::Array(keys),
-                ])
+        // A step ends at its group's last slot; while it found fewer keys
+        // than COUNT and stopped at a group boundary, go on to the next
+        // group (at most one pass over the groups).
+        let mut keys = Vec::new();
+        let mut cursor = cursor;
+        let groups = self.shared.map().groups.len();
+        for _ in 0..groups.max(1) {
+            let (next, batch) = match self.scan_step(&cursor, count, pattern.clone()).await {
+                Ok(step) => step,
+                Err(frame) => return frame,
+            };
+            keys.extend(batch);
+            match next {
+                Some(next) if next.after.is_none() && keys.len() < count => cursor = next,
+                next => {
+                    let next = next.map_or(0, |c| self.shared.scan_cursors.put(c));
+                    return Frame::Array(vec![
+                        Frame::Bulk(next.to_string().into_bytes()),
+                        Frame::Array(keys),
+                    ]);
+                }
             }
         }
+        let next = self.shared.scan_cursors.put(cursor);
+        Frame::Array(vec![
+            Frame::Bulk(next.to_string().into_bytes()),
+            Frame::Array(keys),
+        ])
     }
 
     /// One step of a scan: the group owning the cursor's slot returns up to

@@ -381,6 +381,12 @@ fn load_or_make_ca(dir: &std::path::Path, reuse: bool) -> Result<ClusterCa, Stri
         let key = std::fs::read_to_string(&key).map_err(|e| format!("read CA key: {e}"))?;
         return ClusterCa::from_pem(&cert, &key).map_err(|e| e.to_string());
     }
+    if cert.exists() || key.exists() {
+        return Err(format!(
+            "{} already holds a CA: pass --reuse-ca to issue more certificates with it, or choose another --out",
+            dir.display()
+        ));
+    }
     let ca = ClusterCa::generate("cairn cluster CA").map_err(|e| e.to_string())?;
     write_secret(&key, ca.key_pem())?;
     std::fs::write(&cert, ca.cert_pem()).map_err(|e| format!("write CA: {e}"))?;

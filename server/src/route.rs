@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use tracing::debug;
 
 use crate::command::{Command, ReadState, StateError, StoredValue, execute};
-use crate::entry::{self, Args};
+use crate::entry::{self, Args, DataEntry};
 use crate::glob::glob_match;
 use crate::resp::Frame;
 use crate::server::Shared;
@@ -132,7 +132,7 @@ impl Shared {
         let mut hops: u8 = 0;
         loop {
             let attempt = match target.filter(|&t| t != self.id) {
-                None => self.serve(group, &op, caller, 0).await,
+                None => self.serve(group, &op, caller, deadline).await,
                 Some(node) => {
                     if caller.follows_moved
                         && let Some(slot) = slot
@@ -182,7 +182,13 @@ impl Shared {
     }
 
     /// One attempt on this node.
-    async fn serve(&self, group_id: u64, op: &Op, caller: Caller, hops: u8) -> Result<Frame, Miss> {
+    async fn serve(
+        &self,
+        group_id: u64,
+        op: &Op,
+        caller: Caller,
+        deadline: Instant,
+    ) -> Result<Frame, Miss> {
         let Some(group) = self.node.group(group_id) else {
             // Not hosted here: ask the leader we last heard of, or a replica.
             return match self.guess_leader(group_id) {
@@ -202,22 +208,43 @@ impl Shared {
                 _ => Err(Miss::Retry(format!("group {group_id} has no leader"))),
             };
         }
-        let _ = hops;
-        match op {
-            Op::Propose { entry } => self.propose(&group, entry.clone(), caller).await,
-            _ => match group.ensure_linearizable().await {
-                Ok(()) => self.read_local(group_id, op),
-                Err(e) => Err(self.miss(group_id, e)),
-            },
+        let left = deadline.saturating_duration_since(Instant::now());
+        let work = async {
+            match op {
+                Op::Propose { entry } => self.propose(&group, entry, caller).await,
+                _ => match group.ensure_linearizable().await {
+                    Ok(()) => self.read_local(group_id, op),
+                    Err(e) => Err(self.miss(group_id, e)),
+                },
+            }
+        };
+        match tokio::time::timeout(left, work).await {
+            Ok(result) => result,
+            // The outcome of a write is unknown. The router retries it until
+            // the request's deadline with the same serial, so it is applied
+            // at most once.
+            Err(_) => Err(Miss::Retry(format!("group {group_id}: no reply in time"))),
         }
     }
 
-    async fn propose(
-        &self,
-        group: &Group,
-        command: Vec<u8>,
-        caller: Caller,
-    ) -> Result<Frame, Miss> {
+    async fn propose(&self, group: &Group, command: &[u8], caller: Caller) -> Result<Frame, Miss> {
+        // The leader stamps its own clock, so a proxy's clock never moves a
+        // group's replicated clock.
+        let command = if group.id() == crate::cluster::map::META_GROUP {
+            command.to_vec()
+        } else {
+            match entry::decode::<DataEntry>(command) {
+                Ok(mut data) => {
+                    match &mut data {
+                        DataEntry::Exec { now_ms, .. } | DataEntry::Flush { now_ms } => {
+                            *now_ms = crate::clock::wall_clock_ms();
+                        }
+                    }
+                    entry::encode(&data)
+                }
+                Err(e) => return Err(Miss::Fail(err(format!("ERR {e}")))),
+            }
+        };
         let request = Request {
             client_id: caller.client_id,
             serial: caller.serial,
@@ -286,7 +313,12 @@ impl Shared {
         self.metrics.forwarded.inc();
         match reply {
             Ok(bytes) => match entry::decode::<ForwardReply>(&bytes) {
-                Ok(ForwardReply::Done(frame)) => Ok(frame),
+                Ok(ForwardReply::Done(frame)) => {
+                    if op.is_write() || caller.consistency == Consistency::Linearizable {
+                        self.note_leader(group, node);
+                    }
+                    Ok(frame)
+                }
                 Ok(ForwardReply::Redirect {
                     leader: Some(leader),
                 }) if leader != node => {
@@ -321,7 +353,7 @@ impl Shared {
         let mut backoff = Duration::from_millis(10);
         loop {
             match self
-                .serve(forward.group, &forward.op, caller, forward.hops)
+                .serve(forward.group, &forward.op, caller, deadline)
                 .await
             {
                 Ok(frame) => return ForwardReply::Done(frame),
@@ -349,7 +381,14 @@ impl Shared {
             Op::Propose { .. } => Err(Miss::Fail(err("ERR internal: a write is not a read"))),
             Op::Read { slot, commands } => {
                 let now = self.clocks.read_time(*slot);
-                let state = SlotState { db, slot: *slot };
+                // One snapshot for every key of the request: MGET never
+                // sees half of an MSET.
+                let snapshot = db.snapshot();
+                let state = SlotState {
+                    db,
+                    snapshot: &snapshot,
+                    slot: *slot,
+                };
                 let mut replies: Vec<Frame> = commands
                     .iter()
                     .map(|args| match Command::parse(args.clone()) {
@@ -368,11 +407,13 @@ impl Shared {
                 })
             }
             Op::Peek { slot, keys } => {
+                let now = self.clocks.read_time(*slot);
+                let snapshot = db.snapshot();
                 let mut values = Vec::with_capacity(keys.len());
                 for key in keys {
-                    match db.get(data_key(*slot, key)) {
-                        Ok(Some(v)) => values.push(Frame::Bulk(v)),
-                        Ok(None) => values.push(Frame::NullBulk),
+                    match db.get_at(data_key(*slot, key), &snapshot) {
+                        Ok(v) => values
+                            .push(crate::app::live(v, now).map_or(Frame::NullBulk, Frame::Bulk)),
                         Err(e) => return Err(Miss::Fail(err(format!("ERR storage failure: {e}")))),
                     }
                 }
@@ -496,9 +537,10 @@ fn tryagain(group: u64, why: &str) -> Frame {
     ))
 }
 
-/// The engine as one slot's [`ReadState`].
+/// The engine, at one snapshot, as one slot's [`ReadState`].
 struct SlotState<'a> {
     db: &'a cairn_engine::Db,
+    snapshot: &'a cairn_engine::Snapshot,
     slot: u16,
 }
 
@@ -506,7 +548,7 @@ impl ReadState for SlotState<'_> {
     fn get(&self, key: &[u8]) -> Result<Option<StoredValue>, StateError> {
         let Some(bytes) = self
             .db
-            .get(data_key(self.slot, key))
+            .get_at(data_key(self.slot, key), self.snapshot)
             .map_err(StateError::Engine)?
         else {
             return Ok(None);
@@ -520,13 +562,18 @@ impl ReadState for SlotState<'_> {
     }
 }
 
-/// Serves RPC kinds >= 64 for the node.
-pub struct AppRpc(pub Arc<Shared>);
+/// Serves RPC kinds >= 64 for the node. Holds the node weakly: the
+/// transport holds the handler, so a strong reference would keep a stopped
+/// node (and its sockets) alive.
+pub struct AppRpc(pub std::sync::Weak<Shared>);
 
 impl RpcHandler for AppRpc {
     fn handle(&self, request: RpcRequest) -> BoxFuture<'static, Result<Vec<u8>, String>> {
-        let shared = Arc::clone(&self.0);
+        let shared = self.0.upgrade();
         Box::pin(async move {
+            let Some(shared) = shared else {
+                return Err("node is stopping".to_owned());
+            };
             match request.kind {
                 FORWARD_KIND => {
                     let forward: Forward = entry::decode(&request.body)?;

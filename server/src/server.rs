@@ -58,6 +58,8 @@ pub struct Shared {
     pub connection_slots: Arc<Semaphore>,
     pub scan_cursors: crate::conn::ScanCursors,
     stopping: AtomicBool,
+    /// Set at shutdown; connections watch it and close.
+    pub stop: watch::Sender<bool>,
 }
 
 impl Shared {
@@ -160,7 +162,10 @@ impl Shared {
                 other => return Err(format!("unexpected meta reply {other:?}")),
             }
         }
-        Err("the cluster map kept changing; gave up".into())
+        Err(
+            "no change to the cluster map committed after 50 attempts (is a majority of nodes up?)"
+                .into(),
+        )
     }
 
     /// Waits (bounded) until this node has applied map epoch `epoch`.
@@ -297,20 +302,15 @@ impl Server {
         config.validate()?;
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| io_err(&format!("create {}", config.data_dir.display()), e))?;
-        let clocks = Clocks::new();
-        let db = Db::open(config.data_dir.join("db"), engine_options(&config, &clocks))
-            .map_err(|e| io_err("open the engine", e))?;
-        let std_fs: Arc<dyn FileSystem> = Arc::new(StdFs::new(ReadMode::Pread));
-        let log_fs: Arc<dyn FileSystem> = match config.fsync {
-            FsyncPolicy::Always => std_fs,
-            FsyncPolicy::Never => Arc::new(crate::nosync::NoSyncFs(std_fs)),
-        };
-        let log = SharedLog::open(
-            log_fs,
-            &config.data_dir.join("raft"),
-            LogStoreOptions::default(),
-        )
-        .map_err(|e| io_err("open the raft log", e))?;
+        // Sockets first: a port in use fails before storage is touched.
+        let resp = TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| io_err(&format!("listen on {}", config.listen), e))?;
+        let admin = TcpListener::bind(config.admin_listen)
+            .await
+            .map_err(|e| io_err(&format!("listen on {}", config.admin_listen), e))?;
+        let client_addr = resp.local_addr().map_err(|e| io_err("resp address", e))?;
+        let admin_addr = admin.local_addr().map_err(|e| io_err("admin address", e))?;
         let tls = tls_material(&config)?;
         let router = RpcRouter::new();
         let quic = QuicTransport::start(
@@ -324,6 +324,25 @@ impl Server {
         .map_err(|e| io_err("start the node transport", e))?;
         let quic = Arc::new(quic);
         let transport: Arc<dyn Transport> = quic.clone();
+        let clocks = Clocks::new();
+        let db = Db::open(config.data_dir.join("db"), engine_options(&config, &clocks))
+            .map_err(|e| io_err("open the engine", e))?;
+        let std_fs: Arc<dyn FileSystem> = Arc::new(StdFs::new(ReadMode::Pread));
+        let log_fs: Arc<dyn FileSystem> = match config.fsync {
+            FsyncPolicy::Always => std_fs,
+            FsyncPolicy::Never => Arc::new(crate::nosync::NoSyncFs(std_fs)),
+        };
+        let log = match SharedLog::open(
+            log_fs,
+            &config.data_dir.join("raft"),
+            LogStoreOptions::default(),
+        ) {
+            Ok(log) => log,
+            Err(e) => {
+                let _ = db.close();
+                return Err(io_err("open the raft log", e));
+            }
+        };
         let app = ServerApp::new(Arc::clone(&clocks));
         let info = NodeInfo::new(config.raft_addr(), config.client_addr());
         let node = Node::open(
@@ -346,14 +365,6 @@ impl Server {
                 .await
                 .map_err(|e| io_err("create the meta group", e))?;
         }
-        let resp = TcpListener::bind(config.listen)
-            .await
-            .map_err(|e| io_err(&format!("listen on {}", config.listen), e))?;
-        let admin = TcpListener::bind(config.admin_listen)
-            .await
-            .map_err(|e| io_err(&format!("listen on {}", config.admin_listen), e))?;
-        let client_addr = resp.local_addr().map_err(|e| io_err("resp address", e))?;
-        let admin_addr = admin.local_addr().map_err(|e| io_err("admin address", e))?;
         let (map_changed, _) = watch::channel(0);
         let shared = Arc::new(Shared {
             id: config.node_id,
@@ -374,13 +385,15 @@ impl Server {
             admin_addr,
             scan_cursors: crate::conn::ScanCursors::default(),
             stopping: AtomicBool::new(false),
+            stop: watch::channel(false).0,
         });
         router
-            .set_app_handler(Arc::new(AppRpc(Arc::clone(&shared))))
+            .set_app_handler(Arc::new(AppRpc(Arc::downgrade(&shared))))
             .map_err(|e| io_err("rpc", e))?;
         shared.refresh_map();
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(watch_map(Arc::clone(&shared))));
+        tasks.push(tokio::spawn(flush_clocks(Arc::clone(&shared))));
         if shared.config.bootstraps() {
             tasks.push(tokio::spawn(bootstrap(Arc::clone(&shared))));
         }
@@ -429,8 +442,12 @@ impl Server {
     /// Stops the listeners and the groups, then closes the storage.
     pub async fn shutdown(self) {
         self.shared.stopping.store(true, Ordering::Relaxed);
+        self.shared.stop.send_replace(true);
         for task in &self.tasks {
             task.abort();
+        }
+        for task in self.tasks {
+            let _ = task.await;
         }
         self.quic.shutdown();
         self.shared.node.shutdown().await;
@@ -446,6 +463,7 @@ impl Shared {
     pub fn ready(&self) -> bool {
         let map = self.map();
         map.epoch > 0
+            && self.leader_hint(META_GROUP).is_some()
             && map.groups.values().all(|g| g.initialized)
             && map.groups.keys().all(|&g| self.leader_hint(g).is_some())
     }
@@ -502,19 +520,42 @@ async fn bootstrap(shared: Arc<Shared>) {
         .unwrap_or_else(|| u16::try_from(nodes.len() * 3).unwrap_or(u16::MAX));
     let cluster_id = format!("{:016x}", random_u64());
     let replicas = shared.config.replicas;
-    let result = shared
-        .change_map(|current| {
-            if current.epoch > 0 {
-                return Ok(None);
+    // Until a majority of the initial nodes is up this cannot commit: keep
+    // trying, however long that takes.
+    loop {
+        let result = shared
+            .change_map(|current| {
+                if current.epoch > 0 {
+                    return Ok(None);
+                }
+                ClusterMap::bootstrap(cluster_id.clone(), nodes.clone(), groups, replicas)
+                    .map(Some)
+                    .map_err(|e| e.0)
+            })
+            .await;
+        match result {
+            Ok(()) => {
+                info!("cluster bootstrapped");
+                return;
             }
-            ClusterMap::bootstrap(cluster_id.clone(), nodes.clone(), groups, replicas)
-                .map(Some)
-                .map_err(|e| e.0)
-        })
-        .await;
-    match result {
-        Ok(()) => info!("cluster bootstrapped"),
-        Err(e) => warn!(error = %e, "bootstrap: writing the first cluster map"),
+            Err(e) => {
+                warn!(error = %e, "bootstrap: writing the first cluster map; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Moves the durable clocks on (see `clock`).
+async fn flush_clocks(shared: Arc<Shared>) {
+    loop {
+        tokio::time::sleep(crate::clock::FLUSH_INTERVAL).await;
+        let worker = Arc::clone(&shared);
+        let flushed =
+            tokio::task::spawn_blocking(move || worker.clocks.flush_clocks(worker.node.db())).await;
+        if let Ok(Err(e)) = flushed {
+            warn!(error = %e, "flushing the engine for the expiry clocks");
+        }
     }
 }
 
@@ -568,11 +609,14 @@ async fn reconcile(shared: &Arc<Shared>) -> Result<(), String> {
                 .iter()
                 .filter_map(|n| map.nodes.get(n).map(|e| (*n, e.info())))
                 .collect();
+            let t = std::time::Instant::now();
             hosted
                 .initialize(members)
                 .await
                 .map_err(|e| io_err(&format!("initialize group {id}"), e))?;
-            shared
+            tracing::debug!(group = id, took = ?t.elapsed(), "initialized");
+            let t = std::time::Instant::now();
+            let r = shared
                 .change_map(|current| {
                     let mut next = current.clone();
                     match next.groups.get_mut(&id) {
@@ -583,7 +627,9 @@ async fn reconcile(shared: &Arc<Shared>) -> Result<(), String> {
                         _ => Ok(None),
                     }
                 })
-                .await?;
+                .await;
+            tracing::debug!(group = id, took = ?t.elapsed(), "marked initialized");
+            r?;
         }
     }
     Ok(())
