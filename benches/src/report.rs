@@ -49,6 +49,16 @@ pub fn table(results: &[EngineRows]) -> String {
                 continue;
             };
             let _ = match &row.measured {
+                Some(m) if w.ratio_on_time() => writeln!(
+                    s,
+                    "| {} | {engine} | {} | | | | | | {} | {} | {} |",
+                    w.name(),
+                    figure(w, m),
+                    opt(m.space_amp),
+                    m.peak_rss
+                        .map_or_else(|| "-".into(), |b| format!("{}", b >> 20)),
+                    row.note
+                ),
                 None => writeln!(
                     s,
                     "| {} | {engine} | n/a | | | | | | | | {} |",

@@ -516,6 +516,7 @@ impl Run<'_> {
         };
         let mut m = out.measured();
         if writes {
+            self.engine()?.persist()?;
             sys::settle(self.cfg.settle_quiet, self.cfg.settle_limit);
             let user = out.ops * self.cfg.entry_bytes();
             m.write_amp = match (written_before, sys::write_bytes()) {
@@ -608,6 +609,7 @@ impl Run<'_> {
             (reads, writes)
         });
         let (reads, writes) = (reads?, writes?);
+        engine.persist()?;
         let note = format!(
             "{readers} readers; writer {:.0} puts/s",
             writes.ops as f64 / writes.secs().max(1e-9)
@@ -626,6 +628,7 @@ impl Run<'_> {
             engine.delete(&k)?;
             out.tick(KEY_BYTES as u64);
         }
+        engine.persist()?;
         if self.live_keys == Some(self.cfg.num) {
             self.live_keys = Some(self.cfg.num - deletes);
         } else {

@@ -8,7 +8,8 @@
 use super::{Engine, Settings};
 use crate::error::{Result, engine};
 use fjall::{
-    CompressionPolicy, CompressionType, Database, Keyspace, KeyspaceCreateOptions, PersistMode,
+    CompressionType, Database, Keyspace, KeyspaceCreateOptions, PersistMode,
+    config::CompressionPolicy,
 };
 use std::path::Path;
 

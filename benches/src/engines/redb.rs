@@ -10,7 +10,7 @@
 
 use super::{Engine, Settings};
 use crate::error::{Result, engine};
-use redb::{Database, Durability, ReadableDatabase, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::Path;
 use std::sync::RwLock;
 
@@ -99,6 +99,10 @@ impl Engine for Redb {
             bytes += (k.value().len() + v.value().len()) as u64;
         }
         Ok(bytes)
+    }
+
+    fn persist(&self) -> Result<()> {
+        self.commit(true, |_| Ok(()))
     }
 
     fn compact(&self) -> Result<bool> {
