@@ -36,6 +36,8 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 mod batch;
+#[cfg(feature = "bench-internals")]
+pub mod bench_internals;
 mod compaction;
 mod db;
 mod error;

@@ -26,13 +26,59 @@ const ENTRY_OVERHEAD_BYTES: usize = 80;
 /// Shared (`Arc`) so an iterator's window holds references, not copies.
 type Bytes = Arc<[u8]>;
 
+/// Internal keys up to this long (a user key of up to 24 bytes plus the
+/// 8-byte sequence and kind) are stored inside the skiplist node.
+const INLINE_KEY_BYTES: usize = 32;
+
 /// An internal key ordered by `key::compare_internal`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct MemKey(Bytes);
+///
+/// Short keys live inline, in the skiplist node itself: a search compares
+/// the target with a key at every step, and a key behind a pointer costs a
+/// second cache miss per step on top of the node's. Profiles of random
+/// reads and inserts into a full memtable showed the skiplist search,
+/// mostly those misses, as the largest cost (`docs/benchmarks.md`).
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) enum MemKey {
+    /// `len` bytes of `bytes`. INVARIANT: `len <= INLINE_KEY_BYTES`.
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE_KEY_BYTES],
+    },
+    /// Longer keys.
+    Shared(Bytes),
+}
+
+impl MemKey {
+    fn new(ikey: &[u8]) -> Self {
+        match u8::try_from(ikey.len()) {
+            Ok(len) if ikey.len() <= INLINE_KEY_BYTES => {
+                let mut bytes = [0u8; INLINE_KEY_BYTES];
+                if let Some(dst) = bytes.get_mut(..ikey.len()) {
+                    dst.copy_from_slice(ikey);
+                }
+                MemKey::Inline { len, bytes }
+            }
+            _ => MemKey::Shared(ikey.into()),
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            MemKey::Inline { len, bytes } => bytes.get(..usize::from(*len)).unwrap_or(bytes),
+            MemKey::Shared(b) => b,
+        }
+    }
+}
+
+impl std::fmt::Debug for MemKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("MemKey").field(&self.as_bytes()).finish()
+    }
+}
 
 impl Ord for MemKey {
     fn cmp(&self, other: &Self) -> Ordering {
-        key::compare_internal(&self.0, &other.0)
+        key::compare_internal(self.as_bytes(), other.as_bytes())
     }
 }
 
@@ -92,7 +138,7 @@ impl MemTable {
                 .push(t);
         } else {
             let ikey = key::make_internal_key(user_key, seq, kind);
-            self.map.insert(MemKey(ikey.into()), value.into());
+            self.map.insert(MemKey::new(&ikey), value.into());
         }
         self.approximate_bytes
             .fetch_add(charge, AtomicOrdering::Relaxed);
@@ -101,9 +147,9 @@ impl MemTable {
 
     /// The newest version of `user_key` with sequence number <= `seq`.
     pub(crate) fn get(&self, user_key: &[u8], seq: u64) -> Option<MemLookup> {
-        let lookup = MemKey(key::lookup_key(user_key, seq).into());
+        let lookup = MemKey::new(&key::lookup_key(user_key, seq));
         let entry = self.map.lower_bound(Bound::Included(&lookup))?;
-        let parsed = key::parse_internal_key(&entry.key().0)?;
+        let parsed = key::parse_internal_key(entry.key().as_bytes())?;
         if parsed.user_key != user_key {
             return None;
         }
@@ -171,7 +217,7 @@ const WINDOW_MAX: usize = 256;
 pub(crate) struct MemTableIterator {
     mem: Arc<MemTable>,
     dir: Direction,
-    window: Vec<(Bytes, Bytes)>,
+    window: Vec<(MemKey, Bytes)>,
     /// Entries the next refill takes.
     window_len: usize,
     pos: usize,
@@ -194,7 +240,7 @@ impl MemTableIterator {
     fn fill(&mut self, from: Bound<&MemKey>) {
         self.window.clear();
         self.pos = 0;
-        let take = |(k, v): (&MemKey, &Bytes)| (k.0.clone(), v.clone());
+        let take = |(k, v): (&MemKey, &Bytes)| (k.clone(), v.clone());
         let n = self.window_len;
         match self.dir {
             Direction::Forward => {
@@ -220,7 +266,7 @@ impl InternalIterator for MemTableIterator {
 
     fn seek(&mut self, target: &[u8]) {
         self.window_len = WINDOW_MIN;
-        let t = MemKey(target.into());
+        let t = MemKey::new(target);
         self.fill(Bound::Included(&t));
     }
 
@@ -230,7 +276,7 @@ impl InternalIterator for MemTableIterator {
             return;
         }
         if let Some((last, _)) = self.window.last() {
-            let last = MemKey(last.clone());
+            let last = last.clone();
             self.window_len = (self.window_len * 2).min(WINDOW_MAX);
             self.fill(Bound::Excluded(&last));
         }
@@ -243,7 +289,7 @@ impl InternalIterator for MemTableIterator {
     fn key(&self) -> &[u8] {
         self.window
             .get(self.pos)
-            .map(|(k, _)| &k[..])
+            .map(|(k, _)| k.as_bytes())
             .unwrap_or(&[])
     }
 
@@ -311,6 +357,33 @@ mod tests {
             rev.next();
         }
         assert_eq!(count, 251);
+    }
+
+    #[test]
+    fn inline_and_shared_keys_order_and_read_alike() {
+        // Keys on both sides of the inline limit (24-byte user keys inline,
+        // 25 and more shared) sort by internal key and read back the same.
+        let m = Arc::new(MemTable::new(1));
+        let keys: Vec<Vec<u8>> = (20..30).map(|n| vec![b'k'; n]).collect();
+        for (i, k) in keys.iter().enumerate().rev() {
+            m.add(i as u64 + 1, ValueKind::Value, k, k);
+        }
+        for k in &keys {
+            let found = m.get(k, 100);
+            assert!(
+                matches!(found, Some(MemLookup::Value(_, ref v)) if v == k),
+                "{}",
+                k.len()
+            );
+        }
+        let mut it = MemTableIterator::new(m, Direction::Forward);
+        it.seek_to_first();
+        let mut seen = Vec::new();
+        while it.valid() {
+            seen.push(key::user_key(it.key()).to_vec());
+            it.next();
+        }
+        assert_eq!(seen, keys);
     }
 
     #[test]
