@@ -9,8 +9,10 @@
 //!
 //! Each proposer loops: pick its group, propose a put of a fresh key to the
 //! group's leader, wait until it is applied there (which means a majority
-//! has fsynced it), record the latency. Prints one row per (groups,
-//! proposers): writes/s, p50, p99, p99.9, and entries per log fsync.
+//! has fsynced it), record the latency. A failed proposal is counted as an
+//! error and the proposer looks up the group's leader again. Prints one row
+//! per (groups, proposers): writes/s, p50, p99, p99.9, entries per log
+//! fsync, and errors.
 
 use cairn_engine::{Db, Options};
 use cairn_replication::{
@@ -116,11 +118,11 @@ fn group_range(g: u64) -> KeyRange {
     KeyRange::new(g.to_be_bytes().to_vec(), (g + 1).to_be_bytes().to_vec())
 }
 
-async fn leader_of(nodes: &[BenchNode], g: u64) -> Result<Group, BoxError> {
+async fn leader_of(nodes: &[Node], g: u64) -> Result<Group, BoxError> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         for n in nodes {
-            if let Some(group) = n.node.group(g)
+            if let Some(group) = n.group(g)
                 && group.is_leader()
             {
                 return Ok(group);
@@ -137,6 +139,9 @@ struct Row {
     groups: u64,
     proposers: usize,
     writes: u64,
+    /// Proposals that failed (leader changes, timeouts); not counted in
+    /// `writes`.
+    errors: u64,
     elapsed: Duration,
     latencies_us: Vec<u64>,
     entries_per_fsync: f64,
@@ -180,9 +185,10 @@ async fn run_case(
             .initialize(members.clone())
             .await?;
     }
+    let handles: Vec<Node> = nodes.iter().map(|n| n.node.clone()).collect();
     let mut leaders = Vec::new();
     for g in 1..=groups {
-        leaders.push(leader_of(&nodes, g).await?);
+        leaders.push(leader_of(&handles, g).await?);
     }
     let fsyncs_before: u64 = nodes
         .iter()
@@ -197,10 +203,12 @@ async fn run_case(
     let start = Instant::now();
     let mut tasks = Vec::new();
     for p in 0..proposers {
-        let group = leaders[p % leaders.len()].clone();
+        let mut group = leaders[p % leaders.len()].clone();
+        let handles = handles.clone();
         let value = value.clone();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
+            let mut errors = 0u64;
             let mut i = 0u64;
             let prefix = group.range().start.clone();
             while Instant::now() < deadline {
@@ -220,14 +228,25 @@ async fn run_case(
                 };
                 if group.propose(request).await.is_ok() {
                     latencies.push(t.elapsed().as_micros() as u64);
+                } else {
+                    // Leadership moved (or the write timed out): find the
+                    // group's leader again, as a client following a
+                    // redirect would, instead of spinning on a follower.
+                    errors += 1;
+                    if let Ok(leader) = leader_of(&handles, group.id()).await {
+                        group = leader;
+                    }
                 }
             }
-            latencies
+            (latencies, errors)
         }));
     }
     let mut latencies_us = Vec::new();
+    let mut errors = 0;
     for task in tasks {
-        latencies_us.extend(task.await?);
+        let (latencies, failed) = task.await?;
+        latencies_us.extend(latencies);
+        errors += failed;
     }
     let elapsed = start.elapsed();
     let fsyncs: u64 = nodes
@@ -250,6 +269,7 @@ async fn run_case(
         groups,
         proposers,
         writes: latencies_us.len() as u64,
+        errors,
         elapsed,
         latencies_us,
         entries_per_fsync: if fsyncs == 0 {
@@ -280,8 +300,15 @@ fn main() -> Result<(), BoxError> {
             args.value_bytes, args.seconds
         );
         println!(
-            "{:>6} {:>9} {:>10} {:>9} {:>9} {:>9} {:>13}",
-            "groups", "proposers", "writes/s", "p50 ms", "p99 ms", "p99.9 ms", "entries/fsync"
+            "{:>6} {:>9} {:>10} {:>9} {:>9} {:>9} {:>13} {:>6}",
+            "groups",
+            "proposers",
+            "writes/s",
+            "p50 ms",
+            "p99 ms",
+            "p99.9 ms",
+            "entries/fsync",
+            "errors"
         );
         let mut base: Option<f64> = None;
         for &groups in &args.groups {
@@ -292,7 +319,7 @@ fn main() -> Result<(), BoxError> {
                     base = Some(rate);
                 }
                 println!(
-                    "{:>6} {:>9} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>13.1}{}",
+                    "{:>6} {:>9} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>13.1} {:>6}{}",
                     row.groups,
                     row.proposers,
                     rate,
@@ -300,6 +327,7 @@ fn main() -> Result<(), BoxError> {
                     percentile(&row.latencies_us, 0.99),
                     percentile(&row.latencies_us, 0.999),
                     row.entries_per_fsync,
+                    row.errors,
                     base.map(|b| format!("   ({:.1}x)", rate / b))
                         .unwrap_or_default()
                 );
