@@ -8,7 +8,7 @@ use cairn_engine::{
     CrashMode, DirLock, FaultOp, FileSystem, MemFs, RandomAccessFile, WritableFile,
 };
 use cairn_replication::{
-    Entry, GroupLog, LogId, LogStoreError, LogStoreOptions, Request, SharedLog, Vote,
+    Entry, GroupLog, LogId, LogStoreError, LogStoreOptions, Request, RequestBatch, SharedLog, Vote,
 };
 use openraft::storage::{RaftLogReader, RaftLogStorage, RaftLogStorageExt};
 use openraft::{CommittedLeaderId, EntryPayload};
@@ -32,10 +32,12 @@ fn log_id(term: u64, index: u64) -> LogId {
 fn entry(group: u64, term: u64, index: u64) -> Entry {
     Entry {
         log_id: log_id(term, index),
-        payload: EntryPayload::Normal(Request {
-            client_id: group,
-            serial: index,
-            command: format!("g{group} t{term} i{index}").into_bytes(),
+        payload: EntryPayload::Normal(RequestBatch {
+            requests: vec![Request {
+                client_id: group,
+                serial: index,
+                command: format!("g{group} t{term} i{index}").into_bytes(),
+            }],
         }),
     }
 }
