@@ -5,14 +5,19 @@
 //! ```text
 //! cargo run --release -p cairn-replication --bin cairn-raft-bench -- \
 //!     [--proposers 1,16,64,256] [--groups 1,16] [--seconds 5] [--value-bytes 100] [--dir PATH]
+//!     [--batches-in-flight N] [--batch-requests N]
 //! ```
+//!
+//! The last two override `RaftOptions::batches_in_flight_max` and
+//! `batch_requests_max` (defaults otherwise, on `RaftOptions::loopback()`).
 //!
 //! Each proposer loops: pick its group, propose a put of a fresh key to the
 //! group's leader, wait until it is applied there (which means a majority
 //! has fsynced it), record the latency. A failed proposal is counted as an
 //! error and the proposer looks up the group's leader again. Prints one row
-//! per (groups, proposers): writes/s, p50, p99, p99.9, entries per log
-//! fsync, and errors.
+//! per (groups, proposers): writes/s, p50, p99, p99.9, log entries per
+//! fsync, writes per log entry (how many proposals each Raft entry
+//! carried), and errors.
 
 use cairn_engine::{Db, Options};
 use cairn_replication::{
@@ -34,6 +39,7 @@ struct Args {
     seconds: u64,
     value_bytes: usize,
     dir: Option<PathBuf>,
+    raft: RaftOptions,
 }
 
 fn parse_list<T: std::str::FromStr>(text: &str) -> Result<Vec<T>, BoxError> {
@@ -53,6 +59,7 @@ fn parse_args() -> Result<Args, BoxError> {
         seconds: 5,
         value_bytes: 100,
         dir: None,
+        raft: RaftOptions::loopback(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -63,9 +70,11 @@ fn parse_args() -> Result<Args, BoxError> {
             "--seconds" => args.seconds = value()?.parse()?,
             "--value-bytes" => args.value_bytes = value()?.parse()?,
             "--dir" => args.dir = Some(PathBuf::from(value()?)),
+            "--batches-in-flight" => args.raft.batches_in_flight_max = value()?.parse()?,
+            "--batch-requests" => args.raft.batch_requests_max = value()?.parse()?,
             "--help" | "-h" => {
                 println!(
-                    "cairn-raft-bench [--proposers 1,16,64,256] [--groups 1,16] [--seconds 5] [--value-bytes 100] [--dir PATH]"
+                    "cairn-raft-bench [--proposers 1,16,64,256] [--groups 1,16] [--seconds 5] [--value-bytes 100] [--dir PATH] [--batches-in-flight N] [--batch-requests N]"
                 );
                 std::process::exit(0);
             }
@@ -80,7 +89,12 @@ struct BenchNode {
     _quic: Arc<QuicTransport>,
 }
 
-async fn start_node(id: u64, dir: &Path, ca: &ClusterCa) -> Result<BenchNode, BoxError> {
+async fn start_node(
+    id: u64,
+    dir: &Path,
+    ca: &ClusterCa,
+    raft: &RaftOptions,
+) -> Result<BenchNode, BoxError> {
     let db = Db::open(dir.join("db"), Options::default())?;
     let fs = db.options().fs.clone();
     let log = SharedLog::open(fs, &dir.join("raft"), LogStoreOptions::default())?;
@@ -101,7 +115,7 @@ async fn start_node(id: u64, dir: &Path, ca: &ClusterCa) -> Result<BenchNode, Bo
             id,
             info,
             snapshot_dir: dir.join("snapshots"),
-            raft: RaftOptions::loopback(),
+            raft: raft.clone(),
         },
         db,
         log,
@@ -145,6 +159,8 @@ struct Row {
     elapsed: Duration,
     latencies_us: Vec<u64>,
     entries_per_fsync: f64,
+    /// Acknowledged writes per Raft entry appended: the batching.
+    requests_per_entry: f64,
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {
@@ -165,7 +181,7 @@ async fn run_case(
     let case_dir = root.join(format!("g{groups}-p{proposers}"));
     let mut nodes = Vec::new();
     for id in 1..=3u64 {
-        nodes.push(start_node(id, &case_dir.join(format!("node-{id}")), ca).await?);
+        nodes.push(start_node(id, &case_dir.join(format!("node-{id}")), ca, &args.raft).await?);
     }
     let members: BTreeMap<u64, NodeInfo> = nodes
         .iter()
@@ -198,6 +214,7 @@ async fn run_case(
         .iter()
         .map(|n| n.node.log_store().stats().entries_written)
         .sum();
+    let log_entries_before = group_log_entries(&handles, groups);
     let value = vec![b'v'; args.value_bytes];
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let start = Instant::now();
@@ -259,16 +276,18 @@ async fn run_case(
         .map(|n| n.node.log_store().stats().entries_written)
         .sum::<u64>()
         - entries_before;
+    let log_entries = group_log_entries(&handles, groups) - log_entries_before;
     for n in &nodes {
         n.node.shutdown().await;
     }
     drop(nodes);
     let _ = std::fs::remove_dir_all(&case_dir);
     latencies_us.sort_unstable();
+    let writes = latencies_us.len() as u64;
     Ok(Row {
         groups,
         proposers,
-        writes: latencies_us.len() as u64,
+        writes,
         errors,
         elapsed,
         latencies_us,
@@ -277,7 +296,26 @@ async fn run_case(
         } else {
             entries as f64 / fsyncs as f64
         },
+        requests_per_entry: if log_entries == 0 {
+            0.0
+        } else {
+            writes as f64 / log_entries as f64
+        },
     })
+}
+
+/// Sum over the groups of the longest log any replica has: the Raft
+/// entries the groups hold (each a batch of requests).
+fn group_log_entries(nodes: &[Node], groups: u64) -> u64 {
+    (1..=groups)
+        .map(|g| {
+            nodes
+                .iter()
+                .filter_map(|n| n.group(g)?.metrics().last_log_index)
+                .max()
+                .unwrap_or(0)
+        })
+        .sum()
 }
 
 fn main() -> Result<(), BoxError> {
@@ -300,7 +338,7 @@ fn main() -> Result<(), BoxError> {
             args.value_bytes, args.seconds
         );
         println!(
-            "{:>6} {:>9} {:>10} {:>9} {:>9} {:>9} {:>13} {:>6}",
+            "{:>6} {:>9} {:>10} {:>9} {:>9} {:>9} {:>13} {:>13} {:>6}",
             "groups",
             "proposers",
             "writes/s",
@@ -308,6 +346,7 @@ fn main() -> Result<(), BoxError> {
             "p99 ms",
             "p99.9 ms",
             "entries/fsync",
+            "writes/entry",
             "errors"
         );
         let mut base: Option<f64> = None;
@@ -319,7 +358,7 @@ fn main() -> Result<(), BoxError> {
                     base = Some(rate);
                 }
                 println!(
-                    "{:>6} {:>9} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>13.1} {:>6}{}",
+                    "{:>6} {:>9} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>13.1} {:>13.1} {:>6}{}",
                     row.groups,
                     row.proposers,
                     rate,
@@ -327,6 +366,7 @@ fn main() -> Result<(), BoxError> {
                     percentile(&row.latencies_us, 0.99),
                     percentile(&row.latencies_us, 0.999),
                     row.entries_per_fsync,
+                    row.requests_per_entry,
                     row.errors,
                     base.map(|b| format!("   ({:.1}x)", rate / b))
                         .unwrap_or_default()
