@@ -312,6 +312,11 @@ pub struct GroupMetrics {
     /// Leader only: per follower, the last index known replicated and the
     /// lag behind the leader's last log index.
     pub followers: BTreeMap<NodeId, FollowerProgress>,
+    /// Requests this replica has proposed to Raft since it started, and
+    /// the batches (Raft entries) they went in: their ratio is the
+    /// batching (see `Group::propose`).
+    pub proposed_requests: u64,
+    pub proposed_batches: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -599,6 +604,7 @@ impl Group {
                 (*id, FollowerProgress { matched_index, lag })
             })
             .collect();
+        let (proposed_requests, proposed_batches) = self.inner.proposer.proposed();
         GroupMetrics {
             group: self.id(),
             node: self.inner.node,
@@ -612,6 +618,8 @@ impl Group {
             voters,
             learners,
             followers,
+            proposed_requests,
+            proposed_batches,
         }
     }
 

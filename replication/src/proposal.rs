@@ -38,6 +38,7 @@ use crate::error::{ReplicationError, Result};
 use crate::types::{GroupId, NodeId, Request, RequestBatch, Response, TypeConfig};
 use openraft::Raft;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::AbortHandle;
@@ -57,12 +58,20 @@ struct Limits {
     operation_timeout: Duration,
 }
 
+/// What the batching task has proposed so far.
+#[derive(Debug, Default)]
+struct Counters {
+    requests: AtomicU64,
+    batches: AtomicU64,
+}
+
 /// The sending side of a group's proposal queue. Dropping it stops the
 /// batching task; queued requests then fail with `Stopped`.
 pub(crate) struct Proposer {
     group: GroupId,
     queue: mpsc::Sender<Pending>,
     task: AbortHandle,
+    counters: Arc<Counters>,
 }
 
 impl Proposer {
@@ -74,10 +83,12 @@ impl Proposer {
         options: &RaftOptions,
     ) -> Proposer {
         let (queue, rx) = mpsc::channel(options.proposal_queue_requests_max);
+        let counters = Arc::new(Counters::default());
         let batcher = Batcher {
             group,
             node,
             raft,
+            counters: counters.clone(),
             limits: Limits {
                 batch_requests_max: options.batch_requests_max,
                 batch_bytes_max: options.batch_bytes_max,
@@ -86,7 +97,20 @@ impl Proposer {
             },
         };
         let task = tokio::spawn(batcher.run(rx)).abort_handle();
-        Proposer { group, queue, task }
+        Proposer {
+            group,
+            queue,
+            task,
+            counters,
+        }
+    }
+
+    /// Requests and batches (Raft entries) proposed by this node so far.
+    pub(crate) fn proposed(&self) -> (u64, u64) {
+        (
+            self.counters.requests.load(Ordering::Relaxed),
+            self.counters.batches.load(Ordering::Relaxed),
+        )
     }
 
     /// Queues `request` and waits for its reply: the application's response
@@ -128,6 +152,7 @@ struct Batcher {
     group: GroupId,
     node: NodeId,
     raft: Raft<TypeConfig>,
+    counters: Arc<Counters>,
     limits: Limits,
 }
 
@@ -190,6 +215,11 @@ impl Batcher {
         if requests.is_empty() {
             return;
         }
+        let counters = &self.counters;
+        counters
+            .requests
+            .fetch_add(requests.len() as u64, Ordering::Relaxed);
+        counters.batches.fetch_add(1, Ordering::Relaxed);
         let group = self.group;
         let node = self.node;
         let limits = self.limits;
