@@ -214,7 +214,7 @@ async fn run_case(
         .iter()
         .map(|n| n.node.log_store().stats().entries_written)
         .sum();
-    let log_entries_before = group_log_entries(&handles, groups);
+    let batches_before = proposed_batches(&handles, groups);
     let value = vec![b'v'; args.value_bytes];
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let start = Instant::now();
@@ -276,7 +276,7 @@ async fn run_case(
         .map(|n| n.node.log_store().stats().entries_written)
         .sum::<u64>()
         - entries_before;
-    let log_entries = group_log_entries(&handles, groups) - log_entries_before;
+    let batches = proposed_batches(&handles, groups) - batches_before;
     for n in &nodes {
         n.node.shutdown().await;
     }
@@ -296,25 +296,20 @@ async fn run_case(
         } else {
             entries as f64 / fsyncs as f64
         },
-        requests_per_entry: if log_entries == 0 {
+        requests_per_entry: if batches == 0 {
             0.0
         } else {
-            writes as f64 / log_entries as f64
+            writes as f64 / batches as f64
         },
     })
 }
 
-/// Sum over the groups of the longest log any replica has: the Raft
-/// entries the groups hold (each a batch of requests).
-fn group_log_entries(nodes: &[Node], groups: u64) -> u64 {
+/// Batches (Raft entries of requests) proposed by every replica of every
+/// group so far.
+fn proposed_batches(nodes: &[Node], groups: u64) -> u64 {
     (1..=groups)
-        .map(|g| {
-            nodes
-                .iter()
-                .filter_map(|n| n.group(g)?.metrics().last_log_index)
-                .max()
-                .unwrap_or(0)
-        })
+        .flat_map(|g| nodes.iter().filter_map(move |n| n.group(g)))
+        .map(|group| group.metrics().proposed_batches)
         .sum()
 }
 
