@@ -20,6 +20,8 @@
 mod snapshot;
 #[cfg(test)]
 mod suite;
+#[cfg(test)]
+mod tests;
 
 use crate::app::{Application, ApplyContext};
 use crate::keys::{self, KeyRange};
