@@ -41,7 +41,7 @@ pub struct RaftOptions {
     /// goes alone. Default 1 MiB.
     pub batch_bytes_max: usize,
     /// Batches of a group proposed to Raft and not yet answered; the next
-    /// batch fills while these are in flight. Default 4.
+    /// batch fills while these are in flight. Default 2.
     pub batches_in_flight_max: usize,
 }
 
@@ -60,7 +60,7 @@ impl Default for RaftOptions {
             proposal_queue_requests_max: 4096,
             batch_requests_max: 1024,
             batch_bytes_max: 1 << 20,
-            batches_in_flight_max: 4,
+            batches_in_flight_max: 2,
         }
     }
 }
