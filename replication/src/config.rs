@@ -40,8 +40,9 @@ pub struct RaftOptions {
     /// Most bytes of commands in one Raft entry; a single larger request
     /// goes alone. Default 1 MiB.
     pub batch_bytes_max: usize,
-    /// Batches of a group proposed to Raft and not yet answered; the next
-    /// batch fills while these are in flight. Default 2.
+    /// Entries of a group proposed to Raft and not yet answered; the next
+    /// batch fills while these are in flight. Default 1 (see
+    /// `docs/replication.md`, "Proposal batching", for the measurements).
     pub batches_in_flight_max: usize,
 }
 
@@ -60,7 +61,7 @@ impl Default for RaftOptions {
             proposal_queue_requests_max: 4096,
             batch_requests_max: 1024,
             batch_bytes_max: 1 << 20,
-            batches_in_flight_max: 2,
+            batches_in_flight_max: 1,
         }
     }
 }
