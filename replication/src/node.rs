@@ -380,10 +380,12 @@ impl Group {
     /// Proposes `request` and waits until it is committed and applied here;
     /// returns what the application replied. Only on the leader.
     ///
-    /// Concurrent proposals of a group share Raft entries: the request is
-    /// queued and the group's batching task proposes what is queued as one
-    /// entry (see `crate::proposal`); each request is still applied, and
-    /// deduplicated, on its own and gets its own response. An error of the
+    /// Concurrent proposals of a group share Raft entries: a lone request
+    /// is proposed at once as an entry of its own; while entries are in
+    /// flight, requests queue and the group's batching task proposes what
+    /// is queued as one entry (see `crate::proposal`). Each request is
+    /// still applied, and deduplicated, on its own and gets its own
+    /// response. An error of the
     /// entry (`NotLeader`, `NoLeader`, `Timeout`, `Stopped`) is returned to
     /// every request in it.
     pub async fn propose(&self, request: Request) -> Result<Response> {
