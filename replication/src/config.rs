@@ -31,6 +31,19 @@ pub struct RaftOptions {
     /// How long a proposal, a read barrier or a membership change may wait
     /// before it is reported as a `Timeout` (outcome unknown). Default 10 s.
     pub operation_timeout_ms: u64,
+    /// Proposals waiting in a group's queue for the batching task; a full
+    /// queue makes `propose` wait (backpressure, within its timeout).
+    /// Default 4096.
+    pub proposal_queue_requests_max: usize,
+    /// Most requests in one Raft entry. Default 1024.
+    pub batch_requests_max: usize,
+    /// Most bytes of commands in one Raft entry; a single larger request
+    /// goes alone. Default 1 MiB.
+    pub batch_bytes_max: usize,
+    /// Entries of a group proposed to Raft and not yet answered; the next
+    /// batch fills while these are in flight. Default 1 (see
+    /// `docs/replication.md`, "Proposal batching", for the measurements).
+    pub batches_in_flight_max: usize,
 }
 
 impl Default for RaftOptions {
@@ -45,6 +58,10 @@ impl Default for RaftOptions {
             snapshot_chunk_bytes: 1 << 20,
             install_snapshot_timeout_ms: 60_000,
             operation_timeout_ms: 10_000,
+            proposal_queue_requests_max: 4096,
+            batch_requests_max: 1024,
+            batch_bytes_max: 1 << 20,
+            batches_in_flight_max: 1,
         }
     }
 }
@@ -66,6 +83,17 @@ impl RaftOptions {
     }
 
     pub(crate) fn to_openraft(&self) -> Result<openraft::Config, String> {
+        if self.proposal_queue_requests_max == 0
+            || self.batch_requests_max == 0
+            || self.batch_bytes_max == 0
+            || self.batches_in_flight_max == 0
+        {
+            return Err(
+                "proposal_queue_requests_max, batch_requests_max, batch_bytes_max and \
+                 batches_in_flight_max must be > 0"
+                    .into(),
+            );
+        }
         let config = openraft::Config {
             cluster_name: "cairn".into(),
             heartbeat_interval: self.heartbeat_interval_ms,

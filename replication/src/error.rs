@@ -4,6 +4,7 @@
 //! `Timeout` to an indeterminate error).
 
 use crate::types::{GroupId, NodeId, NodeInfo};
+use openraft::error::ClientWriteError;
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,5 +78,41 @@ impl fmt::Display for ReplicationError {
 }
 
 impl std::error::Error for ReplicationError {}
+
+impl ReplicationError {
+    /// `NotLeader` naming the leader `this` node knows of, or `NoLeader`
+    /// when it knows none (or believes it leads itself).
+    pub(crate) fn not_leader(
+        group: GroupId,
+        this: NodeId,
+        leader_id: Option<NodeId>,
+        leader_node: Option<NodeInfo>,
+    ) -> ReplicationError {
+        match (leader_id, leader_node) {
+            (Some(id), Some(node)) if id != this => ReplicationError::NotLeader {
+                group,
+                leader: Some((id, node)),
+            },
+            _ => ReplicationError::NoLeader { group },
+        }
+    }
+
+    /// What openraft's refusal of a write means for the caller.
+    pub(crate) fn from_client_write(
+        group: GroupId,
+        this: NodeId,
+        e: ClientWriteError<NodeId, NodeInfo>,
+    ) -> ReplicationError {
+        match e {
+            ClientWriteError::ForwardToLeader(f) => {
+                ReplicationError::not_leader(group, this, f.leader_id, f.leader_node)
+            }
+            ClientWriteError::ChangeMembershipError(e) => ReplicationError::Membership {
+                group,
+                message: e.to_string(),
+            },
+        }
+    }
+}
 
 pub type Result<T, E = ReplicationError> = std::result::Result<T, E>;

@@ -4,7 +4,8 @@
 //! the apply/flush/purge invariant.
 //!
 //! The tree follows the data path: a proposal enters a [`Group`] (one
-//! openraft `Raft`), is appended to the shared log store (`log_store`),
+//! openraft `Raft`), is batched with concurrent ones into one entry
+//! (`proposal`), is appended to the shared log store (`log_store`),
 //! replicated through the `network` adapter over a [`Transport`] (`quic` or
 //! the in-memory one), and applied by the state machine (`state_machine`)
 //! to the engine. Only what this file re-exports is public.
@@ -18,6 +19,7 @@ mod keys;
 mod log_store;
 mod network;
 mod node;
+mod proposal;
 mod state_machine;
 mod tls;
 mod transport;
@@ -36,4 +38,7 @@ pub use tls::{ClusterCa, NodeCert, TlsError, TlsMaterial};
 pub use transport::mem::{LinkFaults, MemNetwork, MemNetworkStats};
 pub use transport::quic::{QuicConfig, QuicStartError, QuicStats, QuicTransport};
 pub use transport::{BoxFuture, MAX_BODY_BYTES, RpcHandler, RpcRequest, Transport, TransportError};
-pub use types::{Entry, GroupId, LogId, NodeId, NodeInfo, Request, Response, TypeConfig, Vote};
+pub use types::{
+    BatchResponse, Entry, GroupId, LogId, NodeId, NodeInfo, Request, RequestBatch, Response,
+    TypeConfig, Vote,
+};

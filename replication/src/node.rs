@@ -13,6 +13,7 @@ use crate::error::{ReplicationError, Result};
 use crate::keys::{self, KeyRange};
 use crate::log_store::SharedLog;
 use crate::network::{KIND_TRIGGER_ELECTION, NetworkFactory, RpcRouter};
+use crate::proposal::Proposer;
 use crate::state_machine::GroupStateMachine;
 use crate::transport::{RpcRequest, Transport};
 use crate::types::{GroupId, LogId, NodeId, NodeInfo, Request, Response, TypeConfig};
@@ -214,12 +215,14 @@ impl Node {
             message: e.to_string(),
         })?;
         inner.router.add_group(id, raft.clone());
+        let proposer = Proposer::start(id, inner.options.id, raft.clone(), &inner.options.raft);
         let group = Group {
             inner: Arc::new(GroupInner {
                 id,
                 range: spec.range,
                 node: inner.options.id,
                 raft,
+                proposer,
                 transport: inner.transport.clone(),
                 options: inner.options.raft.clone(),
             }),
@@ -279,6 +282,8 @@ struct GroupInner {
     range: KeyRange,
     node: NodeId,
     raft: Raft<TypeConfig>,
+    /// The group's proposal queue and batching task (`crate::proposal`).
+    proposer: Proposer,
     transport: Arc<dyn Transport>,
     options: RaftOptions,
 }
@@ -307,6 +312,11 @@ pub struct GroupMetrics {
     /// Leader only: per follower, the last index known replicated and the
     /// lag behind the leader's last log index.
     pub followers: BTreeMap<NodeId, FollowerProgress>,
+    /// Requests this replica has proposed to Raft since it started, and
+    /// the batches (Raft entries) they went in: their ratio is the
+    /// batching (see `Group::propose`).
+    pub proposed_requests: u64,
+    pub proposed_batches: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -336,32 +346,19 @@ impl Group {
         leader_id: Option<NodeId>,
         leader_node: Option<NodeInfo>,
     ) -> ReplicationError {
-        match (leader_id, leader_node) {
-            (Some(id), Some(node)) if id != self.inner.node => ReplicationError::NotLeader {
-                group: self.id(),
-                leader: Some((id, node)),
-            },
-            _ => ReplicationError::NoLeader { group: self.id() },
-        }
+        ReplicationError::not_leader(self.id(), self.inner.node, leader_id, leader_node)
     }
 
     fn write_error(
         &self,
         e: RaftError<NodeId, ClientWriteError<NodeId, NodeInfo>>,
     ) -> ReplicationError {
-        let group = self.id();
         match e {
-            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
-                self.not_leader(f.leader_id, f.leader_node)
-            }
-            RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
-                ReplicationError::Membership {
-                    group,
-                    message: e.to_string(),
-                }
+            RaftError::APIError(e) => {
+                ReplicationError::from_client_write(self.id(), self.inner.node, e)
             }
             RaftError::Fatal(e) => ReplicationError::Stopped {
-                group,
+                group: self.id(),
                 message: e.to_string(),
             },
         }
@@ -382,12 +379,20 @@ impl Group {
 
     /// Proposes `request` and waits until it is committed and applied here;
     /// returns what the application replied. Only on the leader.
+    ///
+    /// Concurrent proposals of a group share Raft entries: a lone request
+    /// is proposed at once as an entry of its own; while entries are in
+    /// flight, requests queue and the group's batching task proposes what
+    /// is queued as one entry (see `crate::proposal`). Each request is
+    /// still applied, and deduplicated, on its own and gets its own
+    /// response. An error of the
+    /// entry (`NotLeader`, `NoLeader`, `Timeout`, `Stopped`) is returned to
+    /// every request in it.
     pub async fn propose(&self, request: Request) -> Result<Response> {
-        let write = self.inner.raft.client_write(request);
-        match tokio::time::timeout(self.inner.options.operation_timeout(), write).await {
+        let proposal = self.inner.proposer.propose(request);
+        match tokio::time::timeout(self.inner.options.operation_timeout(), proposal).await {
             Err(_) => Err(self.timeout_error()),
-            Ok(Ok(response)) => Ok(response.data),
-            Ok(Err(e)) => Err(self.write_error(e)),
+            Ok(result) => result,
         }
     }
 
@@ -601,6 +606,7 @@ impl Group {
                 (*id, FollowerProgress { matched_index, lag })
             })
             .collect();
+        let (proposed_requests, proposed_batches) = self.inner.proposer.proposed();
         GroupMetrics {
             group: self.id(),
             node: self.inner.node,
@@ -614,10 +620,13 @@ impl Group {
             voters,
             learners,
             followers,
+            proposed_requests,
+            proposed_batches,
         }
     }
 
     async fn shutdown(&self) {
+        self.inner.proposer.stop();
         if let Err(e) = self.inner.raft.shutdown().await {
             tracing::warn!(group = self.id(), "raft shutdown: {e}");
         }

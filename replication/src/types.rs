@@ -4,7 +4,10 @@
 //! A proposal is opaque to replication: `Request::command` is interpreted by
 //! the node's [`crate::Application`] when the entry is applied, so the server
 //! decides what a command means (Redis commands, cluster-map changes) and
-//! replication only orders, persists and applies it.
+//! replication only orders, persists and applies it. A Raft entry carries a
+//! [`RequestBatch`]: the group batches concurrent proposals into one entry
+//! (see `crate::proposal`), and the state machine answers each request of
+//! the batch on its own.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -73,12 +76,39 @@ pub struct Response {
     pub duplicate: bool,
 }
 
+/// The payload of one Raft entry: requests applied in order, each with its
+/// own deduplication and its own response. Do not change: on disk and on
+/// the wire (postcard, inside the log entry).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestBatch {
+    pub requests: Vec<Request>,
+}
+
+impl fmt::Display for RequestBatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bytes: usize = self.requests.iter().map(|r| r.command.len()).sum();
+        write!(
+            f,
+            "batch of {} requests ({bytes} bytes)",
+            self.requests.len()
+        )
+    }
+}
+
+/// What applying one entry produced: for a [`RequestBatch`], one
+/// [`Response`] per request, in the batch's order; empty for blank and
+/// membership entries.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchResponse {
+    pub responses: Vec<Response>,
+}
+
 openraft::declare_raft_types!(
     /// Cairn's Raft types. Snapshots are files, so a snapshot of any size is
     /// built, sent and installed in bounded memory.
     pub TypeConfig:
-        D = Request,
-        R = Response,
+        D = RequestBatch,
+        R = BatchResponse,
         NodeId = NodeId,
         Node = NodeInfo,
         Entry = openraft::Entry<TypeConfig>,

@@ -8,7 +8,7 @@ use cairn_engine::{
     CrashMode, DirLock, FaultOp, FileSystem, MemFs, RandomAccessFile, WritableFile,
 };
 use cairn_replication::{
-    Entry, GroupLog, LogId, LogStoreError, LogStoreOptions, Request, SharedLog, Vote,
+    Entry, GroupLog, LogId, LogStoreError, LogStoreOptions, Request, RequestBatch, SharedLog, Vote,
 };
 use openraft::storage::{RaftLogReader, RaftLogStorage, RaftLogStorageExt};
 use openraft::{CommittedLeaderId, EntryPayload};
@@ -32,10 +32,12 @@ fn log_id(term: u64, index: u64) -> LogId {
 fn entry(group: u64, term: u64, index: u64) -> Entry {
     Entry {
         log_id: log_id(term, index),
-        payload: EntryPayload::Normal(Request {
-            client_id: group,
-            serial: index,
-            command: format!("g{group} t{term} i{index}").into_bytes(),
+        payload: EntryPayload::Normal(RequestBatch {
+            requests: vec![Request {
+                client_id: group,
+                serial: index,
+                command: format!("g{group} t{term} i{index}").into_bytes(),
+            }],
         }),
     }
 }
@@ -309,6 +311,59 @@ async fn concurrent_groups_share_fsyncs() {
             entries(group, 1, 1..=30)
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_committed_id_is_written_without_an_fsync_and_synced_by_the_next() {
+    // save_committed alone costs no fsync (nobody waits for it); the next
+    // acknowledged append's fsync makes it durable along with the entries.
+    let fs = MemFs::new();
+    let never_idle = LogStoreOptions {
+        lazy_sync_ms: 3_600_000,
+        ..LogStoreOptions::default()
+    };
+    let log = open(&fs, never_idle).unwrap();
+    let mut g = log.group(1);
+    g.blocking_append(entries(1, 1, 1..=3)).await.unwrap();
+    let before = log.stats();
+    g.save_committed(Some(log_id(1, 2))).await.unwrap();
+    while log.stats().records_written == before.records_written {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(log.stats().fsyncs, before.fsyncs, "{:?}", log.stats());
+
+    g.blocking_append(entries(1, 1, 4..=4)).await.unwrap();
+    assert_eq!(log.stats().fsyncs, before.fsyncs + 1);
+    fs.crash(CrashMode::DropUnsynced, 0);
+    drop((g, log));
+    let log = open(&fs, LogStoreOptions::default()).unwrap();
+    let mut g = log.group(1);
+    assert_eq!(g.read_committed().await.unwrap(), Some(log_id(1, 2)));
+    assert_eq!(all_entries(&mut g).await, entries(1, 1, 1..=4));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsynced_committed_id_is_synced_once_the_writer_idles() {
+    // With nothing else coming, the writer fsyncs a lone committed id by
+    // itself (after lazy_sync_ms), so it survives a power loss.
+    let fs = MemFs::new();
+    let log = open(&fs, LogStoreOptions::default()).unwrap();
+    let mut g = log.group(1);
+    g.blocking_append(entries(1, 1, 1..=3)).await.unwrap();
+    let before = log.stats();
+    g.save_committed(Some(log_id(1, 3))).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while log.stats().fsyncs == before.fsyncs {
+        assert!(std::time::Instant::now() < deadline, "never synced");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    fs.crash(CrashMode::DropUnsynced, 0);
+    drop((g, log));
+    let log = open(&fs, LogStoreOptions::default()).unwrap();
+    assert_eq!(
+        log.group(1).read_committed().await.unwrap(),
+        Some(log_id(1, 3))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

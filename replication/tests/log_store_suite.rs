@@ -6,7 +6,7 @@
 
 use cairn_engine::{FileSystem, MemFs, StdFs};
 use cairn_replication::{
-    Entry, GroupLog, LogId, LogStoreOptions, NodeId, NodeInfo, Response, SharedLog, TypeConfig,
+    BatchResponse, Entry, GroupLog, LogId, LogStoreOptions, NodeId, NodeInfo, SharedLog, TypeConfig,
 };
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::testing::{StoreBuilder, Suite};
@@ -77,7 +77,7 @@ impl RaftStateMachine<TypeConfig> for TestStateMachine {
         Ok((inner.applied, inner.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError<NodeId>>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<BatchResponse>, StorageError<NodeId>>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
@@ -89,7 +89,7 @@ impl RaftStateMachine<TypeConfig> for TestStateMachine {
             if let EntryPayload::Membership(m) = entry.payload {
                 inner.membership = StoredMembership::new(Some(entry.log_id), m);
             }
-            responses.push(Response::default());
+            responses.push(BatchResponse::default());
         }
         Ok(responses)
     }

@@ -5,12 +5,19 @@
 //! ```text
 //! cargo run --release -p cairn-replication --bin cairn-raft-bench -- \
 //!     [--proposers 1,16,64,256] [--groups 1,16] [--seconds 5] [--value-bytes 100] [--dir PATH]
+//!     [--batches-in-flight N] [--batch-requests N]
 //! ```
+//!
+//! The last two override `RaftOptions::batches_in_flight_max` and
+//! `batch_requests_max` (defaults otherwise, on `RaftOptions::loopback()`).
 //!
 //! Each proposer loops: pick its group, propose a put of a fresh key to the
 //! group's leader, wait until it is applied there (which means a majority
-//! has fsynced it), record the latency. Prints one row per (groups,
-//! proposers): writes/s, p50, p99, p99.9, and entries per log fsync.
+//! has fsynced it), record the latency. A failed proposal is counted as an
+//! error and the proposer looks up the group's leader again. Prints one row
+//! per (groups, proposers): writes/s, p50, p99, p99.9, log entries per
+//! fsync, writes per log entry (how many proposals each Raft entry
+//! carried), and errors.
 
 use cairn_engine::{Db, Options};
 use cairn_replication::{
@@ -32,6 +39,7 @@ struct Args {
     seconds: u64,
     value_bytes: usize,
     dir: Option<PathBuf>,
+    raft: RaftOptions,
 }
 
 fn parse_list<T: std::str::FromStr>(text: &str) -> Result<Vec<T>, BoxError> {
@@ -51,6 +59,7 @@ fn parse_args() -> Result<Args, BoxError> {
         seconds: 5,
         value_bytes: 100,
         dir: None,
+        raft: RaftOptions::loopback(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -61,9 +70,11 @@ fn parse_args() -> Result<Args, BoxError> {
             "--seconds" => args.seconds = value()?.parse()?,
             "--value-bytes" => args.value_bytes = value()?.parse()?,
             "--dir" => args.dir = Some(PathBuf::from(value()?)),
+            "--batches-in-flight" => args.raft.batches_in_flight_max = value()?.parse()?,
+            "--batch-requests" => args.raft.batch_requests_max = value()?.parse()?,
             "--help" | "-h" => {
                 println!(
-                    "cairn-raft-bench [--proposers 1,16,64,256] [--groups 1,16] [--seconds 5] [--value-bytes 100] [--dir PATH]"
+                    "cairn-raft-bench [--proposers 1,16,64,256] [--groups 1,16] [--seconds 5] [--value-bytes 100] [--dir PATH] [--batches-in-flight N] [--batch-requests N]"
                 );
                 std::process::exit(0);
             }
@@ -78,7 +89,12 @@ struct BenchNode {
     _quic: Arc<QuicTransport>,
 }
 
-async fn start_node(id: u64, dir: &Path, ca: &ClusterCa) -> Result<BenchNode, BoxError> {
+async fn start_node(
+    id: u64,
+    dir: &Path,
+    ca: &ClusterCa,
+    raft: &RaftOptions,
+) -> Result<BenchNode, BoxError> {
     let db = Db::open(dir.join("db"), Options::default())?;
     let fs = db.options().fs.clone();
     let log = SharedLog::open(fs, &dir.join("raft"), LogStoreOptions::default())?;
@@ -99,7 +115,7 @@ async fn start_node(id: u64, dir: &Path, ca: &ClusterCa) -> Result<BenchNode, Bo
             id,
             info,
             snapshot_dir: dir.join("snapshots"),
-            raft: RaftOptions::loopback(),
+            raft: raft.clone(),
         },
         db,
         log,
@@ -116,11 +132,11 @@ fn group_range(g: u64) -> KeyRange {
     KeyRange::new(g.to_be_bytes().to_vec(), (g + 1).to_be_bytes().to_vec())
 }
 
-async fn leader_of(nodes: &[BenchNode], g: u64) -> Result<Group, BoxError> {
+async fn leader_of(nodes: &[Node], g: u64) -> Result<Group, BoxError> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         for n in nodes {
-            if let Some(group) = n.node.group(g)
+            if let Some(group) = n.group(g)
                 && group.is_leader()
             {
                 return Ok(group);
@@ -137,9 +153,14 @@ struct Row {
     groups: u64,
     proposers: usize,
     writes: u64,
+    /// Proposals that failed (leader changes, timeouts); not counted in
+    /// `writes`.
+    errors: u64,
     elapsed: Duration,
     latencies_us: Vec<u64>,
     entries_per_fsync: f64,
+    /// Acknowledged writes per Raft entry appended: the batching.
+    requests_per_entry: f64,
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {
@@ -160,7 +181,7 @@ async fn run_case(
     let case_dir = root.join(format!("g{groups}-p{proposers}"));
     let mut nodes = Vec::new();
     for id in 1..=3u64 {
-        nodes.push(start_node(id, &case_dir.join(format!("node-{id}")), ca).await?);
+        nodes.push(start_node(id, &case_dir.join(format!("node-{id}")), ca, &args.raft).await?);
     }
     let members: BTreeMap<u64, NodeInfo> = nodes
         .iter()
@@ -180,9 +201,10 @@ async fn run_case(
             .initialize(members.clone())
             .await?;
     }
+    let handles: Vec<Node> = nodes.iter().map(|n| n.node.clone()).collect();
     let mut leaders = Vec::new();
     for g in 1..=groups {
-        leaders.push(leader_of(&nodes, g).await?);
+        leaders.push(leader_of(&handles, g).await?);
     }
     let fsyncs_before: u64 = nodes
         .iter()
@@ -192,15 +214,18 @@ async fn run_case(
         .iter()
         .map(|n| n.node.log_store().stats().entries_written)
         .sum();
+    let batches_before = proposed_batches(&handles, groups);
     let value = vec![b'v'; args.value_bytes];
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let start = Instant::now();
     let mut tasks = Vec::new();
     for p in 0..proposers {
-        let group = leaders[p % leaders.len()].clone();
+        let mut group = leaders[p % leaders.len()].clone();
+        let handles = handles.clone();
         let value = value.clone();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
+            let mut errors = 0u64;
             let mut i = 0u64;
             let prefix = group.range().start.clone();
             while Instant::now() < deadline {
@@ -220,14 +245,25 @@ async fn run_case(
                 };
                 if group.propose(request).await.is_ok() {
                     latencies.push(t.elapsed().as_micros() as u64);
+                } else {
+                    // Leadership moved (or the write timed out): find the
+                    // group's leader again, as a client following a
+                    // redirect would, instead of spinning on a follower.
+                    errors += 1;
+                    if let Ok(leader) = leader_of(&handles, group.id()).await {
+                        group = leader;
+                    }
                 }
             }
-            latencies
+            (latencies, errors)
         }));
     }
     let mut latencies_us = Vec::new();
+    let mut errors = 0;
     for task in tasks {
-        latencies_us.extend(task.await?);
+        let (latencies, failed) = task.await?;
+        latencies_us.extend(latencies);
+        errors += failed;
     }
     let elapsed = start.elapsed();
     let fsyncs: u64 = nodes
@@ -240,16 +276,19 @@ async fn run_case(
         .map(|n| n.node.log_store().stats().entries_written)
         .sum::<u64>()
         - entries_before;
+    let batches = proposed_batches(&handles, groups) - batches_before;
     for n in &nodes {
         n.node.shutdown().await;
     }
     drop(nodes);
     let _ = std::fs::remove_dir_all(&case_dir);
     latencies_us.sort_unstable();
+    let writes = latencies_us.len() as u64;
     Ok(Row {
         groups,
         proposers,
-        writes: latencies_us.len() as u64,
+        writes,
+        errors,
         elapsed,
         latencies_us,
         entries_per_fsync: if fsyncs == 0 {
@@ -257,7 +296,21 @@ async fn run_case(
         } else {
             entries as f64 / fsyncs as f64
         },
+        requests_per_entry: if batches == 0 {
+            0.0
+        } else {
+            writes as f64 / batches as f64
+        },
     })
+}
+
+/// Batches (Raft entries of requests) proposed by every replica of every
+/// group so far.
+fn proposed_batches(nodes: &[Node], groups: u64) -> u64 {
+    (1..=groups)
+        .flat_map(|g| nodes.iter().filter_map(move |n| n.group(g)))
+        .map(|group| group.metrics().proposed_batches)
+        .sum()
 }
 
 fn main() -> Result<(), BoxError> {
@@ -280,8 +333,16 @@ fn main() -> Result<(), BoxError> {
             args.value_bytes, args.seconds
         );
         println!(
-            "{:>6} {:>9} {:>10} {:>9} {:>9} {:>9} {:>13}",
-            "groups", "proposers", "writes/s", "p50 ms", "p99 ms", "p99.9 ms", "entries/fsync"
+            "{:>6} {:>9} {:>10} {:>9} {:>9} {:>9} {:>13} {:>13} {:>6}",
+            "groups",
+            "proposers",
+            "writes/s",
+            "p50 ms",
+            "p99 ms",
+            "p99.9 ms",
+            "entries/fsync",
+            "writes/entry",
+            "errors"
         );
         let mut base: Option<f64> = None;
         for &groups in &args.groups {
@@ -292,7 +353,7 @@ fn main() -> Result<(), BoxError> {
                     base = Some(rate);
                 }
                 println!(
-                    "{:>6} {:>9} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>13.1}{}",
+                    "{:>6} {:>9} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>13.1} {:>13.1} {:>6}{}",
                     row.groups,
                     row.proposers,
                     rate,
@@ -300,6 +361,8 @@ fn main() -> Result<(), BoxError> {
                     percentile(&row.latencies_us, 0.99),
                     percentile(&row.latencies_us, 0.999),
                     row.entries_per_fsync,
+                    row.requests_per_entry,
+                    row.errors,
                     base.map(|b| format!("   ({:.1}x)", rate / b))
                         .unwrap_or_default()
                 );

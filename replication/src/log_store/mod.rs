@@ -70,6 +70,11 @@ pub struct LogStoreOptions {
     pub read_bytes_max: usize,
     /// Open handles on sealed segments kept for reads.
     pub open_segments_max: usize,
+    /// Records nobody waits for (committed ids) are written without an
+    /// fsync and synced by the next fsync, or after the writer has been
+    /// idle this long. Bounds how stale a committed id found after a power
+    /// loss can be. Default 20 ms.
+    pub lazy_sync_ms: u64,
 }
 
 impl Default for LogStoreOptions {
@@ -81,6 +86,7 @@ impl Default for LogStoreOptions {
             entry_bytes_max: 64 << 20,
             read_bytes_max: 4 << 20,
             open_segments_max: 16,
+            lazy_sync_ms: 20,
         }
     }
 }

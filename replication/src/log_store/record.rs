@@ -408,7 +408,7 @@ pub(crate) fn entry_from_record(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::Request;
+    use crate::types::{Request, RequestBatch};
     use openraft::{EntryPayload, Membership};
     use std::collections::BTreeSet;
 
@@ -422,10 +422,12 @@ mod tests {
                 log_id: log_id(3, 1, i),
                 payload: match i % 3 {
                     0 => EntryPayload::Blank,
-                    1 => EntryPayload::Normal(Request {
-                        client_id: i,
-                        serial: 2,
-                        command: vec![i as u8; i as usize],
+                    1 => EntryPayload::Normal(RequestBatch {
+                        requests: vec![Request {
+                            client_id: i,
+                            serial: 2,
+                            command: vec![i as u8; i as usize],
+                        }],
                     }),
                     _ => EntryPayload::Membership(Membership::new(
                         vec![BTreeSet::from([1, 2, 3])],

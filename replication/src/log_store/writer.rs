@@ -1,9 +1,10 @@
 //! The node's one writer thread: group commit across all groups.
 //!
 //! Each turn drains everything queued, writes the records in queue order to
-//! the active segment (rotating when it is full), fsyncs once, deletes the
-//! segments nobody needs any more, and only then publishes the records'
-//! locations and completes their callbacks. Any I/O error poisons the store:
+//! the active segment (rotating when it is full), fsyncs once (unless
+//! nobody waits for the turn's records and they free nothing: committed
+//! ids alone), deletes the segments nobody needs any more, and only then
+//! publishes the records' locations and completes their callbacks. Any I/O error poisons the store:
 //! the failed fsync is not retried, every callback of the batch and every
 //! later operation gets the error.
 //!
@@ -22,6 +23,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 /// A run of a group's consecutive entries in one segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +125,10 @@ pub(crate) struct Writer {
     /// Every segment on disk and its size, the active one included.
     segments: BTreeMap<u64, u64>,
     model: HashMap<GroupId, DiskGroup>,
+    /// When records were first written without an fsync (see
+    /// `write_batch`); they are fsynced by the next batch, or once the
+    /// writer has been idle for `lazy_sync_ms` since then.
+    unsynced_since: Option<Instant>,
 }
 
 impl Writer {
@@ -140,6 +146,7 @@ impl Writer {
             active,
             segments,
             model,
+            unsynced_since: None,
         };
         writer.segments.insert(id, writer.active.log.len());
         writer.delete_unneeded()?;
@@ -153,6 +160,8 @@ impl Writer {
             let (batch, closing) = self.next_batch();
             if !batch.is_empty() {
                 self.commit(batch);
+            } else if self.unsynced_since.is_some() {
+                self.lazy_sync();
             }
             if closing {
                 self.finish();
@@ -163,17 +172,42 @@ impl Writer {
 
     /// Waits for work; returns everything queued and whether the store is
     /// closing (then the queue is empty after this batch: `submit` refuses
-    /// new records once `closed` is set).
+    /// new records once `closed` is set). With unsynced records, waits at
+    /// most until they are due for their fsync (then returns nothing).
     fn next_batch(&self) -> (Vec<Op>, bool) {
+        let delay = Duration::from_millis(self.shared.options.lazy_sync_ms);
+        let due = self.unsynced_since.map(|since| since + delay);
         let mut state = self.shared.state();
         while state.queue.is_empty() && !state.closed {
-            state = self
-                .shared
-                .wake
-                .wait(state)
-                .unwrap_or_else(|e| e.into_inner());
+            let wake = &self.shared.wake;
+            state = match due {
+                None => wake.wait(state).unwrap_or_else(|e| e.into_inner()),
+                Some(due) => {
+                    let now = Instant::now();
+                    if now >= due {
+                        break;
+                    }
+                    match wake.wait_timeout(state, due - now) {
+                        Ok((state, _)) => state,
+                        Err(e) => e.into_inner().0,
+                    }
+                }
+            };
         }
         (state.queue.drain(..).collect(), state.closed)
+    }
+
+    /// fsyncs records written without one, nobody having come along to
+    /// share an fsync with them. A failure poisons the store.
+    fn lazy_sync(&mut self) {
+        if self.shared.state().failed.is_some() {
+            self.unsynced_since = None;
+            return;
+        }
+        if let Err(err) = self.sync_active() {
+            self.shared.poison(err);
+        }
+        self.publish_sizes();
     }
 
     fn commit(&mut self, mut batch: Vec<Op>) {
@@ -217,6 +251,14 @@ impl Writer {
     /// Writes the batch and fsyncs once. Deletion of unneeded segments
     /// comes after the fsync: the records that freed them must be durable
     /// first, or recovery would find their entries missing.
+    ///
+    /// A batch nobody waits for, that frees and seals nothing, is written
+    /// but not fsynced: in practice a batch of COMMITTED records, which
+    /// openraft writes at every commit and which need no durability of
+    /// their own (`docs/replication.md`, "Group commit"). The next batch's
+    /// fsync covers them, or `lazy_sync` once the writer has idled for
+    /// `lazy_sync_ms`. Fsyncing them at once cost a second fsync per entry
+    /// on every node.
     fn write_batch(&mut self, batch: &[Op]) -> Result<Outcome, LogStoreError> {
         let mut outcome = Outcome::default();
         let mut freed = false;
@@ -248,6 +290,18 @@ impl Writer {
             );
             self.apply(op.group, &op.effect);
         }
+        let waited_for = batch.iter().any(|op| op.done.is_some());
+        if !waited_for && !freed && outcome.sealed.is_empty() {
+            // Handed to the OS, so a process crash keeps them; a power
+            // loss before the next fsync may not.
+            self.active
+                .log
+                .flush()
+                .map_err(|e| LogStoreError::io("write", &self.active.path, e))?;
+            self.segments.insert(self.active.id, self.active.log.len());
+            self.unsynced_since.get_or_insert_with(Instant::now);
+            return Ok(outcome);
+        }
         self.sync_active()?;
         if freed || !outcome.sealed.is_empty() {
             self.delete_unneeded()?;
@@ -270,6 +324,7 @@ impl Writer {
     }
 
     fn sync_active(&mut self) -> Result<(), LogStoreError> {
+        self.unsynced_since = None;
         self.active
             .log
             .sync()

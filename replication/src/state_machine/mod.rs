@@ -20,10 +20,14 @@
 mod snapshot;
 #[cfg(test)]
 mod suite;
+#[cfg(test)]
+mod tests;
 
 use crate::app::{Application, ApplyContext};
 use crate::keys::{self, KeyRange};
-use crate::types::{Entry, GroupId, LogId, NodeId, NodeInfo, Response, TypeConfig};
+use crate::types::{
+    BatchResponse, Entry, GroupId, LogId, NodeId, NodeInfo, Request, Response, TypeConfig,
+};
 use cairn_engine::{Db, IterOptions, Snapshot as EngineSnapshot, WriteBatch, WriteOptions};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
@@ -160,8 +164,9 @@ const NO_WAL: WriteOptions = WriteOptions {
 };
 
 impl Shared {
-    /// Applies `entries` as one engine batch; returns one response each.
-    fn apply_entries(&self, entries: Vec<Entry>) -> io::Result<Vec<Response>> {
+    /// Applies `entries` as one engine batch; returns one response each
+    /// (for a request batch, one per request, in order).
+    fn apply_entries(&self, entries: Vec<Entry>) -> io::Result<Vec<BatchResponse>> {
         let mut batch = WriteBatch::new();
         let mut responses = Vec::with_capacity(entries.len());
         let mut state = lock(&self.state).clone();
@@ -170,12 +175,22 @@ impl Shared {
             for entry in entries {
                 state.last_applied = Some(entry.log_id);
                 let response = match entry.payload {
-                    EntryPayload::Blank => Response::default(),
+                    EntryPayload::Blank => BatchResponse::default(),
                     EntryPayload::Membership(membership) => {
                         state.membership = StoredMembership::new(Some(entry.log_id), membership);
-                        Response::default()
+                        BatchResponse::default()
                     }
-                    EntryPayload::Normal(request) => self.apply_request(&mut ctx, request)?,
+                    EntryPayload::Normal(batch) => {
+                        // Each request is applied on its own, in order, with
+                        // its own dedup check: a later request of the batch
+                        // sees the writes and dedup records of earlier ones
+                        // through `ctx`.
+                        let mut responses = Vec::with_capacity(batch.requests.len());
+                        for request in batch.requests {
+                            responses.push(self.apply_request(&mut ctx, request)?);
+                        }
+                        BatchResponse { responses }
+                    }
                 };
                 responses.push(response);
             }
@@ -186,11 +201,7 @@ impl Shared {
         Ok(responses)
     }
 
-    fn apply_request(
-        &self,
-        ctx: &mut ApplyContext<'_>,
-        request: crate::types::Request,
-    ) -> io::Result<Response> {
+    fn apply_request(&self, ctx: &mut ApplyContext<'_>, request: Request) -> io::Result<Response> {
         let dedup_key =
             (request.client_id != 0).then(|| keys::dedup_key(self.group, request.client_id));
         if let Some(key) = &dedup_key
@@ -426,7 +437,7 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
         Ok((state.last_applied, state.membership))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> SmResult<Vec<Response>>
+    async fn apply<I>(&mut self, entries: I) -> SmResult<Vec<BatchResponse>>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
