@@ -131,13 +131,11 @@ impl ServerApp {
                 ctx.group()
             )));
         };
-        let entry = match entry::decode::<DataEntry>(command) {
+        let mut entry = match entry::decode::<DataEntry>(command) {
             Ok(entry) => entry,
             Err(e) => return Ok(Frame::Error(format!("ERR {e}").into_bytes())),
         };
-        let stamp = match &entry {
-            DataEntry::Exec { now_ms, .. } | DataEntry::Flush { now_ms } => *now_ms,
-        };
+        let stamp = *entry.now_ms_mut();
         let clock_key = clock_key(first);
         let clock = match ctx.get(&clock_key)? {
             None => 0,
@@ -182,6 +180,19 @@ impl ServerApp {
                 } else {
                     Ok(replies.pop().unwrap_or(Frame::NullArray))
                 }
+            }
+            DataEntry::Batch { commands, .. } => {
+                let mut replies = Vec::with_capacity(commands.len());
+                for (slot, args) in commands {
+                    replies.push(if (first..=last).contains(&slot) {
+                        run_one(ctx, slot, args, now)?
+                    } else {
+                        Frame::Error(
+                            format!("ERR slot {slot} is not in group {}", ctx.group()).into_bytes(),
+                        )
+                    });
+                }
+                Ok(Frame::Array(replies))
             }
         }
     }

@@ -86,6 +86,98 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener) {
     }
 }
 
+/// Requests decoded from the buffer before any is answered.
+const MAX_PIPELINE_REQUESTS: usize = 1024;
+
+/// Request bytes decoded from the buffer before any is answered.
+const MAX_PIPELINE_BYTES: usize = 4 << 20;
+
+/// A write held back to be proposed with the writes after it.
+struct PendingWrite {
+    name: String,
+    /// Its arguments' size, roughly as encoded.
+    bytes: usize,
+    group: u64,
+    slot: u16,
+    args: Args,
+}
+
+/// Consecutive pipelined writes: at most `MAX_PIPELINE_REQUESTS` and
+/// `MAX_PIPELINE_BYTES`, so every group's entry stays far below
+/// `MAX_ENTRY_BYTES`, except a single large write, which goes alone.
+#[derive(Default)]
+struct WriteRun {
+    writes: Vec<PendingWrite>,
+    bytes: usize,
+}
+
+impl WriteRun {
+    fn fits(&self, write: &PendingWrite) -> bool {
+        self.writes.is_empty()
+            || (self.writes.len() < MAX_PIPELINE_REQUESTS
+                && self.bytes + write.bytes <= MAX_PIPELINE_BYTES)
+    }
+
+    fn push(&mut self, write: PendingWrite) {
+        self.bytes += write.bytes;
+        self.writes.push(write);
+    }
+}
+
+/// Proposes writes of one group as one entry and returns one reply per
+/// command. A lone write is an ordinary entry. An error for the whole
+/// entry (no leader in time, a redirect) answers every command, a
+/// `-MOVED` naming each command's own slot.
+async fn propose_writes(
+    shared: &Shared,
+    group: u64,
+    mut commands: Vec<(u16, Args)>,
+    caller: Caller,
+) -> Vec<Frame> {
+    let now_ms = crate::clock::wall_clock_ms();
+    let count = commands.len();
+    let slots: Vec<u16> = commands.iter().map(|(slot, _)| *slot).collect();
+    let first_slot = slots.first().copied().unwrap_or(0);
+    let entry = match commands.pop() {
+        Some((slot, args)) if commands.is_empty() => DataEntry::Exec {
+            now_ms,
+            slot,
+            commands: vec![args],
+            watches: Vec::new(),
+            transaction: false,
+        },
+        last => DataEntry::Batch {
+            now_ms,
+            commands: commands.into_iter().chain(last).collect(),
+        },
+    };
+    let reply = match encode_entry(&entry) {
+        Ok(entry) => {
+            shared
+                .route(group, Some(first_slot), Op::Propose { entry }, caller)
+                .await
+        }
+        Err(reply) => reply,
+    };
+    match reply {
+        Frame::Array(replies) if count > 1 && replies.len() == count => replies,
+        reply if count == 1 => vec![reply],
+        Frame::Error(e) if e.starts_with(b"MOVED ") => {
+            let addr = e.rsplit(|&b| b == b' ').next().unwrap_or_default().to_vec();
+            slots
+                .iter()
+                .map(|slot| {
+                    let mut text = format!("MOVED {slot} ").into_bytes();
+                    text.extend_from_slice(&addr);
+                    Frame::Error(text)
+                })
+                .collect()
+        }
+        Frame::Error(e) => vec![Frame::Error(e); count],
+        other => vec![error(format!("ERR internal: unexpected batch reply {other:?}")); count],
+    }
+}
+
 /// A transaction being queued (MULTI ... EXEC).
 #[derive(Default)]
 struct Multi {
@@ -182,37 +274,45 @@ impl Conn {
         let mut stop = self.shared.stop.subscribe();
         let mut partial_since: Option<Instant> = None;
         loop {
-            loop {
+            // Decode what the buffer holds (bounded), then answer it: the
+            // pipelined writes among it go to their groups in batches.
+            let mut requests: Vec<Args> = Vec::new();
+            let mut request_bytes = 0usize;
+            let mut malformed = None;
+            while requests.len() < MAX_PIPELINE_REQUESTS && request_bytes < MAX_PIPELINE_BYTES {
                 match decoder.decode(&buf[start..]) {
                     Ok(Some((args, used))) => {
                         start += used;
+                        request_bytes += used;
                         partial_since = None;
-                        if args.is_empty() {
-                            continue;
-                        }
-                        let reply = self.handle(args).await;
-                        if let Some(reply) = reply {
-                            reply.encode(&mut out, self.version);
-                        }
-                        if self.quit {
-                            stream.write_all(&out).await?;
-                            return Ok(());
-                        }
-                        if out.len() >= FLUSH_AT_BYTES {
-                            stream.write_all(&out).await?;
-                            out.clear();
+                        if !args.is_empty() {
+                            requests.push(args);
                         }
                     }
                     Ok(None) => break,
                     Err(e) => {
-                        self.shared.metrics.protocol_errors.inc();
-                        out.extend_from_slice(b"-");
-                        out.extend_from_slice(e.to_redis_error().as_bytes());
-                        out.extend_from_slice(b"\r\n");
-                        stream.write_all(&out).await?;
-                        return Ok(());
+                        malformed = Some(e);
+                        break;
                     }
                 }
+            }
+            let more =
+                requests.len() >= MAX_PIPELINE_REQUESTS || request_bytes >= MAX_PIPELINE_BYTES;
+            self.answer(requests, &mut stream, &mut out).await?;
+            if self.quit {
+                stream.write_all(&out).await?;
+                return Ok(());
+            }
+            if let Some(e) = malformed {
+                self.shared.metrics.protocol_errors.inc();
+                out.extend_from_slice(b"-");
+                out.extend_from_slice(e.to_redis_error().as_bytes());
+                out.extend_from_slice(b"\r\n");
+                stream.write_all(&out).await?;
+                return Ok(());
+            }
+            if more {
+                continue;
             }
             if !out.is_empty() {
                 stream.write_all(&out).await?;
@@ -261,15 +361,150 @@ impl Conn {
         }
     }
 
+    /// Answers a pipeline's requests in order, encoding the replies into
+    /// `out` (written out whenever it grows large). A run of consecutive
+    /// plain writes is held back and proposed as one entry per group, the
+    /// groups at once; any other request first completes the run, so a read
+    /// always sees the writes sent before it.
+    async fn answer<S: AsyncWrite + Unpin>(
+        &mut self,
+        requests: Vec<Args>,
+        stream: &mut S,
+        out: &mut Vec<u8>,
+    ) -> std::io::Result<()> {
+        let mut run = WriteRun::default();
+        for args in requests {
+            if self.quit {
+                break;
+            }
+            let args = match self.batchable(args) {
+                Ok(write) => {
+                    if !run.fits(&write) {
+                        self.complete(&mut run, out).await;
+                    }
+                    run.push(write);
+                    continue;
+                }
+                Err(args) => args,
+            };
+            self.complete(&mut run, out).await;
+            if let Some(reply) = self.handle(args).await {
+                reply.encode(out, self.version);
+            }
+            if out.len() >= FLUSH_AT_BYTES {
+                stream.write_all(out).await?;
+                out.clear();
+            }
+        }
+        self.complete(&mut run, out).await;
+        Ok(())
+    }
+
+    /// A request that may join a write run: a write command with keys in
+    /// one slot of a served group, on an authenticated connection outside
+    /// MULTI. Anything else comes back to be handled on its own.
+    fn batchable(&self, args: Args) -> Result<PendingWrite, Args> {
+        if !self.authenticated || self.multi.is_some() {
+            return Err(args);
+        }
+        let Ok(command) = Command::parse(args.clone()) else {
+            return Err(args);
+        };
+        if !command.is_write() {
+            return Err(args);
+        }
+        let keys = command.keys();
+        let Some(&first) = keys.first() else {
+            return Err(args);
+        };
+        let slot = key_slot(first);
+        if keys.iter().any(|k| key_slot(k) != slot) {
+            return Err(args);
+        }
+        let Some((group, _)) = self.shared.map().group_of_slot(slot) else {
+            return Err(args);
+        };
+        drop(command);
+        Ok(PendingWrite {
+            name: lower(&args[0]),
+            bytes: args.iter().map(|a| a.len() + 16).sum(),
+            group,
+            slot,
+            args,
+        })
+    }
+
+    /// Proposes a write run, one entry per group (a lone write as an
+    /// ordinary entry), every group at once, and encodes the replies in
+    /// request order.
+    async fn complete(&mut self, run: &mut WriteRun, out: &mut Vec<u8>) {
+        if run.writes.is_empty() {
+            return;
+        }
+        let writes = std::mem::take(&mut run.writes);
+        run.bytes = 0;
+        let started = Instant::now();
+        let mut by_group: Vec<(u64, Vec<usize>)> = Vec::new();
+        for (i, write) in writes.iter().enumerate() {
+            match by_group.iter_mut().find(|(g, _)| *g == write.group) {
+                Some((_, members)) => members.push(i),
+                None => by_group.push((write.group, vec![i])),
+            }
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for (group, members) in by_group {
+            let caller = self.write_caller();
+            let shared = Arc::clone(&self.shared);
+            let commands: Vec<(u16, Args)> = members
+                .iter()
+                .map(|&i| (writes[i].slot, writes[i].args.clone()))
+                .collect();
+            tasks.spawn(async move {
+                let replies = propose_writes(&shared, group, commands, caller).await;
+                (members, replies)
+            });
+        }
+        let mut replies: Vec<Option<Frame>> = vec![None; writes.len()];
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok((members, frames)) => {
+                    for (i, frame) in members.into_iter().zip(frames) {
+                        replies[i] = Some(frame);
+                    }
+                }
+                Err(e) => warn!(error = %e, "a write batch task failed"),
+            }
+        }
+        let elapsed = started.elapsed();
+        for (write, reply) in writes.iter().zip(replies) {
+            let reply = reply.unwrap_or_else(|| error("ERR internal: the write was lost"));
+            self.record(&write.name, elapsed, &reply);
+            reply.encode(out, self.version);
+        }
+        if let Some(last) = writes.last() {
+            self.last_command.clone_from(&last.name);
+        }
+    }
+
     /// Answers one request; `None` sends nothing.
     async fn handle(&mut self, args: Args) -> Option<Frame> {
         let name = lower(&args[0]);
         let started = Instant::now();
-        let stats = self.shared.metrics.command(metric_name(&name));
         let reply = self.dispatch(&name, args).await;
+        match &reply {
+            Some(frame) => self.record(&name, started.elapsed(), frame),
+            None => self.record(&name, started.elapsed(), &Frame::Null),
+        }
+        self.last_command = name;
+        reply
+    }
+
+    /// Counts one answered command in the metrics.
+    fn record(&self, name: &str, latency: Duration, reply: &Frame) {
+        let stats = self.shared.metrics.command(metric_name(name));
         stats.calls.inc();
-        stats.latency.observe(started.elapsed());
-        if let Some(Frame::Error(e)) = &reply {
+        stats.latency.observe(latency);
+        if let Frame::Error(e) = reply {
             stats.errors.inc();
             if e.starts_with(b"MOVED") {
                 self.shared.metrics.moved.inc();
@@ -277,8 +512,6 @@ impl Conn {
                 self.shared.metrics.tryagain.inc();
             }
         }
-        self.last_command = name;
-        reply
     }
 
     async fn dispatch(&mut self, name: &str, args: Args) -> Option<Frame> {

@@ -38,6 +38,26 @@ pub enum DataEntry {
     },
     /// Deletes every key of the group (FLUSHDB / FLUSHALL).
     Flush { now_ms: u64 },
+    /// A connection's pipelined writes to one group, each `(slot, args)`
+    /// with its keys in `slot`, run in order at the leader's `now_ms`. The
+    /// reply is an array of each command's reply. Unlike a transaction, a
+    /// command that fails does not stop the others; all share the entry's
+    /// fate (committed together, deduplicated together).
+    Batch {
+        now_ms: u64,
+        commands: Vec<(u16, Args)>,
+    },
+}
+
+impl DataEntry {
+    /// The leader's clock the entry carries.
+    pub fn now_ms_mut(&mut self) -> &mut u64 {
+        match self {
+            DataEntry::Exec { now_ms, .. }
+            | DataEntry::Flush { now_ms }
+            | DataEntry::Batch { now_ms, .. } => now_ms,
+        }
+    }
 }
 
 /// One entry of the meta group.
@@ -96,6 +116,11 @@ mod tests {
             transaction: true,
         };
         assert_eq!(decode::<DataEntry>(&encode(&entry)).unwrap(), entry);
+        let batch = DataEntry::Batch {
+            now_ms: 9,
+            commands: vec![(3, vec![b"INCR".to_vec(), b"a".to_vec()])],
+        };
+        assert_eq!(decode::<DataEntry>(&encode(&batch)).unwrap(), batch);
         for frame in [
             Frame::NullArray,
             Frame::NullBulk,

@@ -235,11 +235,7 @@ impl Shared {
         } else {
             match entry::decode::<DataEntry>(command) {
                 Ok(mut data) => {
-                    match &mut data {
-                        DataEntry::Exec { now_ms, .. } | DataEntry::Flush { now_ms } => {
-                            *now_ms = crate::clock::wall_clock_ms();
-                        }
-                    }
+                    *data.now_ms_mut() = crate::clock::wall_clock_ms();
                     entry::encode(&data)
                 }
                 Err(e) => return Err(Miss::Fail(err(format!("ERR {e}")))),
