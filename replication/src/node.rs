@@ -309,6 +309,9 @@ pub struct GroupMetrics {
     pub purged: Option<LogId>,
     pub voters: BTreeSet<NodeId>,
     pub learners: BTreeSet<NodeId>,
+    /// Log index of the membership above (the latest this replica has,
+    /// committed or not).
+    pub membership_index: Option<u64>,
     /// Leader only: per follower, the last index known replicated and the
     /// lag behind the leader's last log index.
     pub followers: BTreeMap<NodeId, FollowerProgress>,
@@ -444,8 +447,29 @@ impl Group {
         self.change(ChangeMembers::ReplaceAllVoters(ids)).await
     }
 
+    /// Sets the voters to exactly `ids` (each must already be a member);
+    /// voters left out stay on as learners, so they receive the change
+    /// that removes them and stop campaigning.
+    pub async fn set_voters_keeping_learners(&self, ids: BTreeSet<NodeId>) -> Result<()> {
+        self.change_retaining(ChangeMembers::ReplaceAllVoters(ids), true)
+            .await
+    }
+
+    /// Removes learners `ids` from the group.
+    pub async fn remove_learners(&self, ids: BTreeSet<NodeId>) -> Result<()> {
+        self.change(ChangeMembers::RemoveNodes(ids)).await
+    }
+
     async fn change(&self, changes: ChangeMembers<NodeId, NodeInfo>) -> Result<()> {
-        let change = self.inner.raft.change_membership(changes, false);
+        self.change_retaining(changes, false).await
+    }
+
+    async fn change_retaining(
+        &self,
+        changes: ChangeMembers<NodeId, NodeInfo>,
+        retain: bool,
+    ) -> Result<()> {
+        let change = self.inner.raft.change_membership(changes, retain);
         match tokio::time::timeout(self.inner.options.operation_timeout(), change).await {
             Err(_) => Err(self.timeout_error()),
             Ok(Ok(_)) => Ok(()),
@@ -594,6 +618,7 @@ impl Group {
         let membership = m.membership_config.membership();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
         let learners: BTreeSet<NodeId> = membership.learner_ids().collect();
+        let membership_index = m.membership_config.log_id().map(|l| l.index);
         let last = m.last_log_index.unwrap_or(0);
         let followers = m
             .replication
@@ -619,6 +644,7 @@ impl Group {
             purged: m.purged,
             voters,
             learners,
+            membership_index,
             followers,
             proposed_requests,
             proposed_batches,

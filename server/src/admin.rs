@@ -1,6 +1,8 @@
 //! The admin HTTP server: `/health`, `/status` (JSON), `/metrics`
 //! (Prometheus text), and the operations `cairn admin` calls:
-//! `POST /admin/transfer-leader?group=G&to=N`.
+//! `POST /admin/transfer-leader?group=G&to=N`,
+//! `POST /admin/add-node?id=N&raft=A&client=A&admin=A` and
+//! `POST /admin/remove-node?id=N`.
 //!
 //! A deliberately small HTTP/1.1 server: one request per connection, the
 //! request head bounded to 16 KiB and read within 10 s, no request bodies.
@@ -15,6 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, warn};
 
+use crate::cluster::map::NodeEntry;
 use crate::server::Shared;
 
 const MAX_HEAD_BYTES: usize = 16 << 10;
@@ -93,6 +96,14 @@ async fn handle(shared: &Shared, mut stream: TcpStream) -> std::io::Result<()> {
             let (code, body) = transfer_leader(shared, query).await;
             respond(&mut stream, code, "text/plain", &body).await
         }
+        ("POST", "/admin/add-node") => {
+            let (code, body) = add_node(shared, query).await;
+            respond(&mut stream, code, "text/plain", &body).await
+        }
+        ("POST", "/admin/remove-node") => {
+            let (code, body) = remove_node(shared, query).await;
+            respond(&mut stream, code, "text/plain", &body).await
+        }
         _ => respond(&mut stream, 404, "text/plain", "not found\n").await,
     }
 }
@@ -155,6 +166,61 @@ async fn transfer_leader(shared: &Shared, query: &str) -> (u16, String) {
     }
 }
 
+/// Adds a node to the cluster map; the groups' leaders then move replicas
+/// onto it (see `cluster::membership`). Returns once the map is changed.
+async fn add_node(shared: &Shared, query: &str) -> (u16, String) {
+    let usage =
+        "usage: POST /admin/add-node?id=N&raft=HOST:PORT&client=HOST:PORT&admin=HOST:PORT\n";
+    let id = query_param(query, "id").and_then(|n| n.parse::<u64>().ok());
+    let (Some(id), Some(raft), Some(client), Some(admin)) = (
+        id,
+        query_param(query, "raft"),
+        query_param(query, "client"),
+        query_param(query, "admin"),
+    ) else {
+        return (400, usage.into());
+    };
+    let entry = NodeEntry {
+        raft_addr: raft.to_owned(),
+        client_addr: client.to_owned(),
+        admin_addr: admin.to_owned(),
+    };
+    let result = shared
+        .change_map(|current| current.with_node(id, entry.clone()).map_err(|e| e.0))
+        .await;
+    match result {
+        Ok(()) => (
+            200,
+            format!(
+                "node {id} added (map epoch {}); replicas move to it in the background: watch `cairn admin status`\n",
+                shared.map().epoch
+            ),
+        ),
+        Err(e) => (409, format!("{e}\n")),
+    }
+}
+
+/// Takes a node out of the cluster map; the groups' leaders move its
+/// replicas to other nodes and then drop it.
+async fn remove_node(shared: &Shared, query: &str) -> (u16, String) {
+    let Some(id) = query_param(query, "id").and_then(|n| n.parse::<u64>().ok()) else {
+        return (400, "usage: POST /admin/remove-node?id=N\n".into());
+    };
+    let result = shared
+        .change_map(|current| current.without_node(id).map_err(|e| e.0))
+        .await;
+    match result {
+        Ok(()) => (
+            200,
+            format!(
+                "node {id} removed from the map (epoch {}); its replicas move in the background: stop it once `cairn admin status` shows no group on it\n",
+                shared.map().epoch
+            ),
+        ),
+        Err(e) => (409, format!("{e}\n")),
+    }
+}
+
 #[derive(Serialize)]
 struct Status {
     node: u64,
@@ -189,6 +255,10 @@ struct LocalGroup {
     term: u64,
     applied: u64,
     last_log_index: u64,
+    /// The Raft membership this replica has: it reaches the map's
+    /// `replicas` as membership changes complete.
+    voters: Vec<u64>,
+    learners: Vec<u64>,
     /// Leader only: entries each follower is behind.
     lag: std::collections::BTreeMap<u64, u64>,
 }
@@ -206,6 +276,8 @@ fn status(shared: &Shared) -> Status {
                 term: m.term,
                 applied: m.last_applied.map_or(0, |l| l.index),
                 last_log_index: m.last_log_index.unwrap_or(0),
+                voters: m.voters.iter().copied().collect(),
+                learners: m.learners.iter().copied().collect(),
                 lag: m.followers.iter().map(|(n, p)| (*n, p.lag)).collect(),
             }
         });
@@ -213,7 +285,13 @@ fn status(shared: &Shared) -> Status {
             id,
             slots: entry.map_or((0, 0), |g| (g.first_slot, g.last_slot)),
             replicas: entry.map_or_else(
-                || map.nodes.keys().copied().collect(),
+                || {
+                    if map.meta_voters.is_empty() {
+                        map.nodes.keys().copied().collect()
+                    } else {
+                        map.meta_voters.clone()
+                    }
+                },
                 |g| g.replicas.clone(),
             ),
             leader: shared.leader_hint(id),

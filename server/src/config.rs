@@ -102,7 +102,9 @@ pub struct Config {
     /// single-node cluster of this node.
     pub peers: Vec<String>,
     /// Whether this node creates the cluster (once; a no-op afterwards).
-    /// Default: true when `peers` is empty, else false.
+    /// Default: true when `peers` is empty, else false. `false` with no
+    /// peers is a node that waits to be added (`cairn start --join`, then
+    /// `cairn admin add-node` on a member).
     pub bootstrap: Option<bool>,
     /// Data groups made at bootstrap. Default 3 per initial node.
     pub groups: Option<u16>,
@@ -265,6 +267,9 @@ impl Config {
                 "TLS on the RESP port (client_tls_cert, client_tls_key) is not supported yet"
                     .into(),
             );
+        }
+        if !self.bootstraps() && self.peers.is_empty() && self.tls_ca.is_none() {
+            return Err("a node joining a cluster needs tls_ca, tls_cert and tls_key signed by the cluster's CA (`cairn certs --reuse-ca`)".into());
         }
         if !self.peers.is_empty() && self.tls_ca.is_none() {
             return Err("a multi-node cluster needs tls_ca, tls_cert and tls_key from `cairn certs` (every node must trust one CA)".into());

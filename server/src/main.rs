@@ -65,6 +65,10 @@ struct StartArgs {
     /// Create the cluster from this node (run on exactly one node, once).
     #[arg(long)]
     bootstrap: Option<bool>,
+    /// Wait to be added to a running cluster (`cairn admin add-node` on a
+    /// member): the same as `--bootstrap false`.
+    #[arg(long, conflicts_with = "bootstrap")]
+    join: bool,
     /// Data groups made at bootstrap (default: 3 per initial node).
     #[arg(long)]
     groups: Option<u16>,
@@ -151,6 +155,27 @@ enum AdminAction {
         #[arg(long)]
         to: u64,
     },
+    /// Add a node (started with `cairn start --join`) to the cluster; the
+    /// groups' replicas are rebalanced onto it.
+    AddNode {
+        #[arg(long)]
+        id: u64,
+        /// Its QUIC address, as other nodes dial it.
+        #[arg(long)]
+        raft: String,
+        /// Its RESP address, as clients dial it.
+        #[arg(long)]
+        client: String,
+        /// Its admin HTTP address.
+        #[arg(long)]
+        admin: String,
+    },
+    /// Remove a node: its replicas move to the other nodes first. Stop it
+    /// afterwards and do not restart it with its data.
+    RemoveNode {
+        #[arg(long)]
+        id: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -213,6 +238,9 @@ fn build_config(args: StartArgs) -> Result<Config, String> {
     );
     if !args.peers.is_empty() {
         c.peers = args.peers;
+    }
+    if args.join {
+        c.bootstrap = Some(false);
     }
     c.validate()?;
     Ok(c)
@@ -436,6 +464,16 @@ fn admin(args: AdminArgs) -> Result<(), String> {
             "POST",
             format!("/admin/transfer-leader?group={group}&to={to}"),
         ),
+        AdminAction::AddNode {
+            id,
+            raft,
+            client,
+            admin,
+        } => (
+            "POST",
+            format!("/admin/add-node?id={id}&raft={raft}&client={client}&admin={admin}"),
+        ),
+        AdminAction::RemoveNode { id } => ("POST", format!("/admin/remove-node?id={id}")),
     };
     let (code, body) = http(&args.node, method, &path)?;
     print!("{body}");

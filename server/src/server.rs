@@ -8,7 +8,7 @@
 //! data groups the map assigns here. A bootstrapping node initializes the
 //! meta group with the initial cluster and writes the first map.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -28,6 +28,7 @@ use tracing::{info, warn};
 use crate::app::ServerApp;
 use crate::clock::Clocks;
 use crate::cluster::map::{ClusterMap, META_GROUP, META_MAP_KEY, NodeEntry, meta_range};
+use crate::cluster::membership;
 use crate::command::ExpiryFilter;
 use crate::config::{Config, FsyncPolicy};
 use crate::entry::{self, MetaCommand, MetaReply};
@@ -108,7 +109,9 @@ impl Shared {
             .copied()
     }
 
-    /// A fresh client id for a connection.
+    /// A fresh connection number (this node's counter, for CLIENT ID) and
+    /// client id (unique in the cluster: the Raft groups deduplicate
+    /// retried writes by it).
     pub fn new_client_id(&self) -> (u64, u64) {
         let n = self.next_connection.fetch_add(1, Ordering::Relaxed) + 1;
         (n, self.client_id_base.wrapping_add(n).max(1))
@@ -124,7 +127,9 @@ impl Shared {
         &self,
         change: impl Fn(&ClusterMap) -> Result<Option<ClusterMap>, String>,
     ) -> Result<(), String> {
-        let (client_id, _) = self.new_client_id();
+        // The cluster-unique id (the first is only this node's counter, and
+        // the meta group deduplicates by id across all nodes).
+        let (_, client_id) = self.new_client_id();
         for attempt in 0..50u64 {
             let current = self.map();
             let Some(mut next) = change(&current)? else {
@@ -564,11 +569,36 @@ async fn flush_clocks(shared: Arc<Shared>) {
 /// registers their clocks.
 async fn watch_map(shared: Arc<Shared>) {
     let meta_changed = Arc::clone(&shared.app.meta_changed);
+    // Membership changes of groups led here, one per group at a time. They
+    // are aborted with this task at shutdown.
+    let mut changes = tokio::task::JoinSet::new();
+    let mut changing: HashSet<u64> = HashSet::new();
     loop {
         let notified = meta_changed.notified();
         shared.refresh_map();
         if let Err(e) = reconcile(&shared).await {
             warn!(error = %e, "applying the cluster map");
+        }
+        while let Some(done) = changes.try_join_next() {
+            if let Ok(id) = done {
+                changing.remove(&id);
+            }
+        }
+        let map = shared.map();
+        for group in shared.node.groups() {
+            let id = group.id();
+            if changing.contains(&id) || !group.is_leader() {
+                continue;
+            }
+            let Some(target) = membership::target(&map, id) else {
+                continue;
+            };
+            changing.insert(id);
+            let (shared, map) = (Arc::clone(&shared), Arc::clone(&map));
+            changes.spawn(async move {
+                membership::step(&shared, &group, &map, &target).await;
+                id
+            });
         }
         let _ = tokio::time::timeout(Duration::from_millis(250), notified).await;
     }
@@ -632,5 +662,5 @@ async fn reconcile(shared: &Arc<Shared>) -> Result<(), String> {
             r?;
         }
     }
-    Ok(())
+    membership::remove_unassigned(shared, &map).await
 }

@@ -21,6 +21,7 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 pub struct TestCluster {
     _turn: std::sync::MutexGuard<'static, ()>,
     pub dir: tempfile::TempDir,
+    ca: ClusterCa,
     pub configs: Vec<Config>,
     pub servers: Vec<Option<Server>>,
 }
@@ -97,6 +98,7 @@ impl TestCluster {
         let mut cluster = TestCluster {
             _turn: turn,
             dir,
+            ca,
             configs,
             servers: Vec::new(),
         };
@@ -108,6 +110,44 @@ impl TestCluster {
         cluster.wait_ready().await;
         eprintln!("cluster of {n} ready in {:?}", started.elapsed());
         cluster
+    }
+
+    /// Starts one more node that waits to be added (`cairn start --join`):
+    /// no peers, no bootstrap, a certificate from the cluster's CA. Returns
+    /// its id; `cairn admin add-node` (POST /admin/add-node) brings it in.
+    pub async fn start_joining_node(&mut self) -> u64 {
+        let id = self.configs.len() as u64 + 1;
+        let tls = self.dir.path().join("tls");
+        let cert = self
+            .ca
+            .issue_node(&format!("node-{id}"), &["127.0.0.1".to_owned()])
+            .unwrap();
+        let cert_path = tls.join(format!("node-{id}.pem"));
+        let key_path = tls.join(format!("node-{id}-key.pem"));
+        std::fs::write(&cert_path, &cert.cert_pem).unwrap();
+        write_secret(&key_path, &cert.key_pem).unwrap();
+        let mut config = self.configs[0].clone();
+        config.node_id = id;
+        config.data_dir = self.dir.path().join(format!("node-{id}"));
+        config.listen = free_tcp();
+        config.admin_listen = free_tcp();
+        config.raft_listen = free_udp();
+        config.peers = Vec::new();
+        config.bootstrap = Some(false);
+        config.tls_cert = Some(cert_path);
+        config.tls_key = Some(key_path);
+        self.configs.push(config.clone());
+        self.servers.push(Some(start_retrying(config).await));
+        id
+    }
+
+    /// `id@raft@client@admin` query for POST /admin/add-node.
+    pub fn add_node_query(&self, id: u64) -> String {
+        let c = &self.configs[id as usize - 1];
+        format!(
+            "id={id}&raft={}&client={}&admin={}",
+            c.raft_listen, c.listen, c.admin_listen
+        )
     }
 
     pub async fn wait_ready(&self) {

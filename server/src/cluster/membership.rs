@@ -1,0 +1,221 @@
+//! Moves each Raft group's membership to what the cluster map says.
+//!
+//! The map is the desired state: a data group's `replicas` are its voters,
+//! and the meta group's voters are `meta_voters` with every other node a
+//! learner (so every node applies the map). A node acts only on groups it
+//! leads, one step at a time, and the next pass (the map watcher runs every
+//! 250 ms) takes the next step:
+//!
+//! 1. a wanted node that is not a member joins as a learner and catches up;
+//! 2. once every wanted voter is a caught-up member, the voters are set to
+//!    the wanted ones; voters left out stay on as learners, so they receive
+//!    the change that removes them and never campaign again (a leader that
+//!    is itself left out first hands leadership to a wanted voter);
+//! 3. a learner nobody wants is removed once it has the membership that
+//!    demoted it, or at once if its node left the map.
+//!
+//! A node whose replica is no longer assigned to it deletes the replica
+//! once the group no longer counts it as a voter ([`remove_unassigned`]).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use cairn_replication::{Group, NodeId};
+use tracing::{info, warn};
+
+use crate::cluster::map::{ClusterMap, META_GROUP};
+use crate::server::Shared;
+
+/// A learner this many entries behind is not promoted yet.
+const MAX_PROMOTE_LAG: u64 = 100;
+
+/// The members a group should have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub voters: BTreeSet<NodeId>,
+    pub learners: BTreeSet<NodeId>,
+}
+
+/// What the map wants for group `id`, or `None` if it is not this node's
+/// business to change it (unknown, uninitialized, or an old map without
+/// meta voters).
+pub fn target(map: &ClusterMap, id: u64) -> Option<Target> {
+    if id == META_GROUP {
+        if map.meta_voters.is_empty() {
+            return None;
+        }
+        let voters: BTreeSet<NodeId> = map.meta_voters.iter().copied().collect();
+        let learners = map
+            .nodes
+            .keys()
+            .copied()
+            .filter(|n| !voters.contains(n))
+            .collect();
+        return Some(Target { voters, learners });
+    }
+    let group = map.groups.get(&id)?;
+    if !group.initialized || group.replicas.is_empty() {
+        return None;
+    }
+    Some(Target {
+        voters: group.replicas.iter().copied().collect(),
+        learners: BTreeSet::new(),
+    })
+}
+
+/// One step of the change that moves `group` (led here) towards `target`.
+/// Returns whether anything was done.
+pub async fn step(shared: &Arc<Shared>, group: &Group, map: &ClusterMap, target: &Target) -> bool {
+    let id = group.id();
+    let m = group.metrics();
+    let me = shared.id;
+    // 1. Wanted nodes that are not members join as learners.
+    let members: BTreeSet<NodeId> = m.voters.union(&m.learners).copied().collect();
+    let missing: Vec<NodeId> = target
+        .voters
+        .union(&target.learners)
+        .copied()
+        .filter(|n| !members.contains(n))
+        .collect();
+    if let Some(&node) = missing.first() {
+        let Some(entry) = map.nodes.get(&node) else {
+            return false;
+        };
+        info!(group = id, node, "adding a learner");
+        if let Err(e) = group.add_learner(node, entry.info()).await {
+            // It stays a learner if it was added; its catch-up is watched
+            // below on the next pass.
+            warn!(group = id, node, error = %e, "adding a learner");
+        }
+        return true;
+    }
+    // 2. The voters become the wanted ones once all are caught up.
+    if m.voters != target.voters {
+        let behind = target.voters.iter().any(|n| {
+            !m.voters.contains(n)
+                && m.followers
+                    .get(n)
+                    .is_none_or(|p| p.matched_index.is_none() || p.lag > MAX_PROMOTE_LAG)
+        });
+        if behind {
+            return false;
+        }
+        if !target.voters.contains(&me) {
+            if let Some(&to) = target.voters.intersection(&m.voters).next() {
+                info!(group = id, to, "handing leadership over before leaving");
+                if let Err(e) = group.transfer_leader(to).await {
+                    warn!(group = id, to, error = %e, "leader transfer");
+                }
+            } else {
+                // No wanted node votes yet: let them all vote first, this
+                // leader included; the next pass hands over.
+                let both = m.voters.union(&target.voters).copied().collect();
+                set_voters(group, both).await;
+            }
+            return true;
+        }
+        set_voters(group, target.voters.clone()).await;
+        return true;
+    }
+    // 3. Unwanted learners go once they have seen the change.
+    let stale: BTreeSet<NodeId> = m
+        .learners
+        .iter()
+        .copied()
+        .filter(|n| !target.learners.contains(n) && !target.voters.contains(n))
+        .filter(|n| {
+            !map.nodes.contains_key(n)
+                || m.followers
+                    .get(n)
+                    .and_then(|p| p.matched_index)
+                    .is_some_and(|matched| Some(matched) >= m.membership_index)
+        })
+        .collect();
+    if stale.is_empty() {
+        return false;
+    }
+    info!(group = id, nodes = ?stale, "removing learners");
+    if let Err(e) = group.remove_learners(stale).await {
+        warn!(group = id, error = %e, "removing learners");
+    }
+    true
+}
+
+async fn set_voters(group: &Group, voters: BTreeSet<NodeId>) {
+    info!(group = group.id(), voters = ?voters, "changing voters");
+    if let Err(e) = group.set_voters_keeping_learners(voters).await {
+        warn!(group = group.id(), error = %e, "changing voters");
+    }
+}
+
+/// Deletes this node's replicas of data groups the map no longer assigns
+/// here, once the group does not count this node as a voter (the leader
+/// demoted it, or it never joined).
+pub async fn remove_unassigned(shared: &Arc<Shared>, map: &ClusterMap) -> Result<(), String> {
+    if map.epoch == 0 {
+        return Ok(());
+    }
+    for group in shared.node.groups() {
+        let id = group.id();
+        if id == META_GROUP {
+            continue;
+        }
+        let assigned = map
+            .groups
+            .get(&id)
+            .is_some_and(|g| g.replicas.contains(&shared.id));
+        if assigned || group.metrics().voters.contains(&shared.id) {
+            continue;
+        }
+        info!(
+            group = id,
+            "deleting this replica: the map moved it elsewhere"
+        );
+        shared.clocks.unregister(id);
+        shared
+            .node
+            .remove_group(id)
+            .await
+            .map_err(|e| format!("remove group {id}: {e}"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::map::NodeEntry;
+
+    fn map(nodes: u64, meta_voters: Vec<NodeId>) -> ClusterMap {
+        let nodes = (1..=nodes)
+            .map(|id| {
+                let entry = NodeEntry {
+                    raft_addr: format!("127.0.0.1:{}", 7400 + id),
+                    client_addr: format!("127.0.0.1:{}", 7300 + id),
+                    admin_addr: format!("127.0.0.1:{}", 7500 + id),
+                };
+                (id, entry)
+            })
+            .collect();
+        let mut map = ClusterMap::bootstrap("c".into(), nodes, 2, 3).unwrap_or_default();
+        map.meta_voters = meta_voters;
+        map
+    }
+
+    #[test]
+    fn targets_follow_the_map() {
+        let mut m = map(4, vec![1, 2, 3]);
+        let meta = target(&m, META_GROUP).unwrap();
+        assert_eq!(meta.voters, BTreeSet::from([1, 2, 3]));
+        assert_eq!(meta.learners, BTreeSet::from([4]));
+        // Uninitialized groups are left to their first replica.
+        assert_eq!(target(&m, 1), None);
+        m.groups.get_mut(&1).unwrap().initialized = true;
+        let one = target(&m, 1).unwrap();
+        assert_eq!(one.voters.len(), 3);
+        assert!(one.learners.is_empty());
+        assert_eq!(target(&m, 99), None);
+        // Maps from before membership changes leave the meta group alone.
+        assert_eq!(target(&map(3, vec![]), META_GROUP), None);
+    }
+}

@@ -1,0 +1,215 @@
+//! Nodes joining and leaving a running cluster, under load: the map
+//! changes through the admin API and every group's Raft membership follows
+//! it, with no acknowledged write lost.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use cairn_server::cluster::map::META_GROUP;
+use common::TestCluster;
+use redis::AsyncCommands;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// One admin HTTP request; returns the status code and body.
+async fn admin(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("{method} {path} HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, body.to_owned())
+}
+
+/// Whether every group's membership, as its leader sees it, is what the
+/// map says: data groups' voters are their replicas, the meta group's are
+/// `meta_voters` with every other node a learner, and no other learners.
+/// Also that no running node hosts a data group the map does not give it.
+fn settled(cluster: &TestCluster) -> Result<(), String> {
+    let servers: Vec<_> = cluster.servers.iter().flatten().collect();
+    let map = servers[0].shared.map();
+    for s in &servers {
+        if s.shared.map().epoch != map.epoch {
+            return Err(format!(
+                "node {} has not applied epoch {}",
+                s.shared.id, map.epoch
+            ));
+        }
+    }
+    let mut wanted: Vec<(u64, BTreeSet<u64>, BTreeSet<u64>)> = map
+        .groups
+        .iter()
+        .map(|(&id, g)| (id, g.replicas.iter().copied().collect(), BTreeSet::new()))
+        .collect();
+    let meta_voters: BTreeSet<u64> = map.meta_voters.iter().copied().collect();
+    let meta_learners = map
+        .nodes
+        .keys()
+        .copied()
+        .filter(|n| !meta_voters.contains(n))
+        .collect();
+    wanted.push((META_GROUP, meta_voters, meta_learners));
+    for (id, voters, learners) in wanted {
+        let leader = servers
+            .iter()
+            .filter_map(|s| s.shared.node.group(id))
+            .map(|g| g.metrics())
+            .find(|m| m.leader == Some(m.node))
+            .ok_or(format!("group {id} has no leader"))?;
+        if leader.voters != voters || leader.learners != learners {
+            return Err(format!(
+                "group {id}: voters {:?} learners {:?}, want {voters:?} {learners:?}",
+                leader.voters, leader.learners
+            ));
+        }
+    }
+    for s in &servers {
+        for g in s.shared.node.groups() {
+            let id = g.id();
+            if id != META_GROUP && !map.groups[&id].replicas.contains(&s.shared.id) {
+                return Err(format!("node {} still hosts group {id}", s.shared.id));
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn wait_settled(cluster: &TestCluster, what: &str) {
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(120);
+    loop {
+        match settled(cluster) {
+            Ok(()) => {
+                eprintln!("{what}: settled in {:?}", started.elapsed());
+                return;
+            }
+            Err(e) if Instant::now() > deadline => panic!("{what}: not settled: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_join_and_leave_while_clients_write() {
+    let mut cluster = TestCluster::start(3).await;
+    let mut c = cluster.conn(1).await;
+    for i in 0..200 {
+        let _: () = c.set(format!("key:{i}"), i).await.unwrap();
+    }
+
+    // A client keeps incrementing a counter through node 3, which stays.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (acked, attempted) = (Arc::new(AtomicI64::new(0)), Arc::new(AtomicI64::new(0)));
+    let writer = {
+        let mut w = cluster.conn(3).await;
+        let (stop, acked, attempted) = (stop.clone(), acked.clone(), attempted.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                attempted.fetch_add(1, Ordering::Relaxed);
+                let r: redis::RedisResult<i64> = w.incr("counter", 1).await;
+                if r.is_ok() {
+                    acked.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        })
+    };
+
+    // Node 4 joins: it gets an even share of the replicas and a meta vote.
+    let four = cluster.start_joining_node().await;
+    let (code, body) = admin(
+        cluster.server(1).admin_addr(),
+        "POST",
+        &format!("/admin/add-node?{}", cluster.add_node_query(four)),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    // Adding it again changes nothing; another node at its address is
+    // refused.
+    let (code, _) = admin(
+        cluster.server(2).admin_addr(),
+        "POST",
+        &format!("/admin/add-node?{}", cluster.add_node_query(four)),
+    )
+    .await;
+    assert_eq!(code, 200);
+    let clash = cluster.add_node_query(four).replacen("id=4", "id=9", 1);
+    let (code, body) = admin(
+        cluster.server(1).admin_addr(),
+        "POST",
+        &format!("/admin/add-node?{clash}"),
+    )
+    .await;
+    assert_eq!(code, 409, "{clash}: {body}");
+    wait_settled(&cluster, "join").await;
+    let map = cluster.server(4).shared.map();
+    let on_four = map
+        .groups
+        .values()
+        .filter(|g| g.replicas.contains(&4))
+        .count();
+    assert!(
+        on_four >= 2,
+        "node 4 holds {on_four} of {} groups",
+        map.groups.len()
+    );
+    assert!(map.meta_voters.contains(&4));
+    let mut c4 = cluster.conn(4).await;
+    for i in 0..200 {
+        let v: i64 = c4.get(format!("key:{i}")).await.unwrap();
+        assert_eq!(v, i);
+    }
+
+    // Node 2 leaves: its replicas move to the others first.
+    let (code, body) = admin(
+        cluster.server(4).admin_addr(),
+        "POST",
+        "/admin/remove-node?id=2",
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    wait_settled(&cluster, "leave").await;
+    let map = cluster.server(1).shared.map();
+    assert!(!map.nodes.contains_key(&2));
+    assert!(map.groups.values().all(|g| g.replicas.len() == 3));
+    cluster.stop(2).await;
+    let (code, _) = admin(
+        cluster.server(1).admin_addr(),
+        "POST",
+        "/admin/remove-node?id=7",
+    )
+    .await;
+    assert_eq!(code, 200, "removing an unknown node changes nothing");
+
+    stop.store(true, Ordering::Relaxed);
+    writer.await.unwrap();
+    let (acked, attempted) = (
+        acked.load(Ordering::Relaxed),
+        attempted.load(Ordering::Relaxed),
+    );
+    let value: i64 = c4.get("counter").await.unwrap();
+    assert!(
+        value >= acked && value <= attempted,
+        "{value} in [{acked}, {attempted}]"
+    );
+    assert!(acked > 0);
+    eprintln!("counter {value}: {acked} acknowledged of {attempted}");
+    let mut c3 = cluster.conn(3).await;
+    for i in 0..200 {
+        let v: i64 = c3.get(format!("key:{i}")).await.unwrap();
+        assert_eq!(v, i);
+    }
+    cluster.shutdown().await;
+}
