@@ -91,6 +91,13 @@ struct StartArgs {
     max_clients: Option<usize>,
     #[arg(long)]
     request_timeout_ms: Option<u64>,
+    /// Seconds a client may take to finish a started request or a TLS
+    /// handshake.
+    #[arg(long)]
+    request_read_timeout_s: Option<u64>,
+    /// Largest bulk string a client may send, bytes.
+    #[arg(long)]
+    max_bulk_bytes: Option<usize>,
     /// Log filter, e.g. `info` or `cairn_server=debug,warn`. RUST_LOG wins.
     #[arg(long)]
     log: Option<String>,
@@ -198,6 +205,8 @@ fn build_config(args: StartArgs) -> Result<Config, String> {
         redirect,
         max_clients,
         request_timeout_ms,
+        request_read_timeout_s,
+        max_bulk_bytes,
         log
     );
     set_opt!(
