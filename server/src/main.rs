@@ -76,6 +76,15 @@ struct StartArgs {
     tls_cert: Option<PathBuf>,
     #[arg(long)]
     tls_key: Option<PathBuf>,
+    /// Certificate (PEM) for TLS on the RESP port; the port then accepts
+    /// only TLS. With --client-tls-key.
+    #[arg(long)]
+    client_tls_cert: Option<PathBuf>,
+    #[arg(long)]
+    client_tls_key: Option<PathBuf>,
+    /// CA (PEM) that client certificates must chain to (mutual TLS).
+    #[arg(long)]
+    client_tls_ca: Option<PathBuf>,
     #[arg(long, env = "CAIRN_REQUIREPASS", hide_env_values = true)]
     requirepass: Option<String>,
     #[arg(long, value_enum)]
@@ -218,6 +227,9 @@ fn build_config(args: StartArgs) -> Result<Config, String> {
         tls_ca,
         tls_cert,
         tls_key,
+        client_tls_cert,
+        client_tls_key,
+        client_tls_ca,
         requirepass
     );
     if !args.peers.is_empty() {
