@@ -116,9 +116,14 @@ pub struct Config {
     pub tls_ca: Option<PathBuf>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
-    /// Certificate and key (PEM) for TLS on the RESP port. Unset: plain TCP.
+    /// Certificate (chain) and key (PEM) for TLS on the RESP port; both or
+    /// neither. Set: the port accepts only TLS. Unset: plain TCP.
     pub client_tls_cert: Option<PathBuf>,
     pub client_tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) for client certificates. Set: every client
+    /// must present a certificate that chains to one of them (mutual TLS).
+    /// Needs `client_tls_cert` and `client_tls_key`.
+    pub client_tls_ca: Option<PathBuf>,
     /// Password clients must give with AUTH (or HELLO ... AUTH).
     pub requirepass: Option<String>,
     pub fsync: FsyncPolicy,
@@ -129,7 +134,8 @@ pub struct Config {
     /// Most client connections at once; more are refused. Default 10 000.
     pub max_clients: usize,
     /// Longest a client may take to send the rest of a started request,
-    /// seconds, before it is disconnected. Default 30.
+    /// or to finish a TLS handshake, seconds, before it is disconnected.
+    /// Default 30.
     pub request_read_timeout_s: u64,
     /// Longest a command waits for its group (elections included) before
     /// it is answered TRYAGAIN, ms. Default 5 000.
@@ -161,6 +167,7 @@ impl Default for Config {
             tls_key: None,
             client_tls_cert: None,
             client_tls_key: None,
+            client_tls_ca: None,
             requirepass: None,
             fsync: FsyncPolicy::Always,
             memory_mb: 512,
@@ -262,10 +269,12 @@ impl Config {
         {
             return Err("tls_ca, tls_cert and tls_key go together".into());
         }
-        if self.client_tls_cert.is_some() || self.client_tls_key.is_some() {
+        if self.client_tls_cert.is_some() != self.client_tls_key.is_some() {
+            return Err("client_tls_cert and client_tls_key go together".into());
+        }
+        if self.client_tls_ca.is_some() && self.client_tls_cert.is_none() {
             return Err(
-                "TLS on the RESP port (client_tls_cert, client_tls_key) is not supported yet"
-                    .into(),
+                "client_tls_ca (mutual TLS) needs client_tls_cert and client_tls_key".into(),
             );
         }
         if !self.bootstraps() && self.peers.is_empty() && self.tls_ca.is_none() {
@@ -315,5 +324,26 @@ mod tests {
         assert!(missing_self.validate().is_err());
         assert!("1@a@b".parse::<PeerSpec>().is_err());
         assert!("0@a@b@c".parse::<PeerSpec>().is_err());
+    }
+
+    #[test]
+    fn client_tls_settings_go_together() {
+        // A certificate without its key, or a client CA without a server
+        // certificate, is refused before anything starts.
+        let c = Config::from_toml(
+            "client_tls_cert = \"s.pem\"\nclient_tls_key = \"s-key.pem\"\nclient_tls_ca = \"ca.pem\"\n",
+        )
+        .unwrap();
+        assert!(c.validate().is_ok());
+        let no_key = Config {
+            client_tls_key: None,
+            ..c.clone()
+        };
+        assert!(no_key.validate().is_err());
+        let only_ca = Config {
+            client_tls_ca: Some("ca.pem".into()),
+            ..Config::default()
+        };
+        assert!(only_ca.validate().is_err());
     }
 }

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
 use crate::command::{Command, execute};
@@ -25,6 +26,7 @@ use crate::resp::{CommandDecoder, Frame, Limits, RespVersion};
 use crate::route::{Caller, Consistency, Op};
 use crate::server::Shared;
 use crate::slot::key_slot;
+use crate::tls::FlushBeforeRead;
 
 /// Write buffer size that triggers a write before the read buffer is
 /// drained, so a long pipeline does not pile up replies.
@@ -50,8 +52,9 @@ fn encode_entry(entry: &DataEntry) -> Result<Vec<u8>, Frame> {
     Ok(bytes)
 }
 
-/// Accepts connections until the task is aborted.
-pub async fn serve(shared: Arc<Shared>, listener: TcpListener) {
+/// Accepts connections until the task is aborted. With `tls`, every
+/// connection must complete a TLS handshake first (`crate::tls`).
+pub async fn serve(shared: Arc<Shared>, listener: TcpListener, tls: Option<TlsAcceptor>) {
     loop {
         let (mut stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -64,26 +67,76 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener) {
         };
         let Ok(permit) = Arc::clone(&shared.connection_slots).try_acquire_owned() else {
             shared.metrics.connections_rejected.inc();
-            tokio::spawn(async move {
-                let _ = stream
-                    .write_all(b"-ERR max number of clients reached\r\n")
-                    .await;
-            });
+            if tls.is_none() {
+                // Over TLS the client could not read this plain line.
+                tokio::spawn(async move {
+                    let _ = stream
+                        .write_all(b"-ERR max number of clients reached\r\n")
+                        .await;
+                });
+            }
             continue;
         };
         let _ = stream.set_nodelay(true);
         let shared = Arc::clone(&shared);
+        let tls = tls.clone();
+        // The permit is held from here, handshake included: a client that
+        // never finishes one still counts against max_clients.
         tokio::spawn(async move {
             shared.metrics.connections.inc();
             shared.metrics.connections_total.inc();
-            let mut conn = Conn::new(Arc::clone(&shared), peer.to_string());
-            if let Err(e) = conn.run(stream).await {
+            let result = match tls {
+                None => {
+                    Conn::new(Arc::clone(&shared), peer.to_string())
+                        .run(stream)
+                        .await
+                }
+                Some(tls) => serve_tls(&shared, &tls, stream, peer).await,
+            };
+            if let Err(e) = result {
                 debug!(peer = %peer, error = %e, "connection closed");
             }
             shared.metrics.connections.dec();
             drop(permit);
         });
     }
+}
+
+/// Completes the TLS handshake within `request_read_timeout_s` (or until
+/// the node stops), then serves the connection and closes the session.
+async fn serve_tls(
+    shared: &Arc<Shared>,
+    tls: &TlsAcceptor,
+    stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+) -> std::io::Result<()> {
+    let limit = Duration::from_secs(shared.config.request_read_timeout_s.max(1));
+    let mut stop = shared.stop.subscribe();
+    let handshake = tokio::select! {
+        done = tokio::time::timeout(limit, tls.accept(stream)) => done,
+        _ = stop.wait_for(|stopping| *stopping) => return Ok(()),
+    };
+    let stream = match handshake {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            shared.metrics.tls_handshake_failures.inc();
+            debug!(peer = %peer, error = %e, "TLS handshake failed");
+            return Ok(());
+        }
+        Err(_) => {
+            shared.metrics.tls_handshake_failures.inc();
+            debug!(peer = %peer, timeout_s = limit.as_secs(), "TLS handshake timed out");
+            return Ok(());
+        }
+    };
+    let mut stream = FlushBeforeRead(stream);
+    let served = Conn::new(Arc::clone(shared), peer.to_string())
+        .run(&mut stream)
+        .await;
+    // Sends what is still buffered and close_notify; bounded, as the
+    // client may have stopped reading.
+    let _ = tokio::time::timeout(limit, stream.shutdown()).await;
+    served
 }
 
 /// Requests decoded from the buffer before any is answered.

@@ -8,7 +8,8 @@
 //! group's leader (here, forwarded, or `-MOVED`), `app` applies committed
 //! entries (`entry`) to the engine with the group's replicated `clock`;
 //! `cluster` holds the map (in the meta group) and the CLUSTER commands;
-//! `server` starts a node and keeps its groups in line with the map;
+//! `server` starts a node and keeps its groups in line with the map
+//! (`tls` is the RESP port's optional TLS);
 //! `admin`, `metrics` and `info` are for operators; `config` is the
 //! settings.
 //!
@@ -47,6 +48,7 @@ pub mod resp;
 pub mod route;
 pub mod server;
 pub mod slot;
+pub mod tls;
 
 pub use config::Config;
 pub use server::Server;

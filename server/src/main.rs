@@ -80,6 +80,15 @@ struct StartArgs {
     tls_cert: Option<PathBuf>,
     #[arg(long)]
     tls_key: Option<PathBuf>,
+    /// Certificate (PEM) for TLS on the RESP port; the port then accepts
+    /// only TLS. With --client-tls-key.
+    #[arg(long)]
+    client_tls_cert: Option<PathBuf>,
+    #[arg(long)]
+    client_tls_key: Option<PathBuf>,
+    /// CA (PEM) that client certificates must chain to (mutual TLS).
+    #[arg(long)]
+    client_tls_ca: Option<PathBuf>,
     #[arg(long, env = "CAIRN_REQUIREPASS", hide_env_values = true)]
     requirepass: Option<String>,
     #[arg(long, value_enum)]
@@ -95,6 +104,13 @@ struct StartArgs {
     max_clients: Option<usize>,
     #[arg(long)]
     request_timeout_ms: Option<u64>,
+    /// Seconds a client may take to finish a started request or a TLS
+    /// handshake.
+    #[arg(long)]
+    request_read_timeout_s: Option<u64>,
+    /// Largest bulk string a client may send, bytes.
+    #[arg(long)]
+    max_bulk_bytes: Option<usize>,
     /// Log filter, e.g. `info` or `cairn_server=debug,warn`. RUST_LOG wins.
     #[arg(long)]
     log: Option<String>,
@@ -223,6 +239,8 @@ fn build_config(args: StartArgs) -> Result<Config, String> {
         redirect,
         max_clients,
         request_timeout_ms,
+        request_read_timeout_s,
+        max_bulk_bytes,
         log
     );
     set_opt!(
@@ -234,6 +252,9 @@ fn build_config(args: StartArgs) -> Result<Config, String> {
         tls_ca,
         tls_cert,
         tls_key,
+        client_tls_cert,
+        client_tls_key,
+        client_tls_ca,
         requirepass
     );
     if !args.peers.is_empty() {

@@ -105,6 +105,8 @@ pub struct Metrics {
     pub connections_total: Counter,
     pub connections_rejected: Counter,
     pub protocol_errors: Counter,
+    /// TLS handshakes on the RESP port that failed or timed out.
+    pub tls_handshake_failures: Counter,
     /// Ops this node sent to another node.
     pub forwarded: Counter,
     /// Ops another node sent here.
@@ -177,7 +179,7 @@ impl Metrics {
                 &format!("command=\"{name}\","),
             );
         }
-        let simple: [(&str, &str, &str, u64); 8] = [
+        let simple: [(&str, &str, &str, u64); 9] = [
             (
                 "cairn_connections",
                 "gauge",
@@ -201,6 +203,12 @@ impl Metrics {
                 "counter",
                 "Connections closed for malformed input.",
                 self.protocol_errors.get(),
+            ),
+            (
+                "cairn_tls_handshake_failures_total",
+                "counter",
+                "TLS handshakes on the RESP port that failed or timed out.",
+                self.tls_handshake_failures.get(),
             ),
             (
                 "cairn_forwarded_total",

@@ -317,6 +317,7 @@ impl Server {
         let client_addr = resp.local_addr().map_err(|e| io_err("resp address", e))?;
         let admin_addr = admin.local_addr().map_err(|e| io_err("admin address", e))?;
         let tls = tls_material(&config)?;
+        let client_tls = crate::tls::acceptor(&config)?;
         let router = RpcRouter::new();
         let quic = QuicTransport::start(
             QuicConfig {
@@ -402,7 +403,11 @@ impl Server {
         if shared.config.bootstraps() {
             tasks.push(tokio::spawn(bootstrap(Arc::clone(&shared))));
         }
-        tasks.push(tokio::spawn(crate::conn::serve(Arc::clone(&shared), resp)));
+        tasks.push(tokio::spawn(crate::conn::serve(
+            Arc::clone(&shared),
+            resp,
+            client_tls,
+        )));
         tasks.push(tokio::spawn(crate::admin::serve(
             Arc::clone(&shared),
             admin,
