@@ -145,9 +145,10 @@ const MAX_PIPELINE_REQUESTS: usize = 1024;
 /// Request bytes decoded from the buffer before any is answered.
 const MAX_PIPELINE_BYTES: usize = 4 << 20;
 
-/// A write held back to be proposed with the writes after it.
-struct PendingWrite {
+/// A request held back to go with the requests of the same kind after it.
+struct Pending {
     name: String,
+    write: bool,
     /// Its arguments' size, roughly as encoded.
     bytes: usize,
     group: u64,
@@ -155,61 +156,81 @@ struct PendingWrite {
     args: Args,
 }
 
-/// Consecutive pipelined writes: at most `MAX_PIPELINE_REQUESTS` and
-/// `MAX_PIPELINE_BYTES`, so every group's entry stays far below
-/// `MAX_ENTRY_BYTES`, except a single large write, which goes alone.
+/// Consecutive pipelined requests of one kind (writes, or reads):
+/// at most `MAX_PIPELINE_REQUESTS` and `MAX_PIPELINE_BYTES`, so every
+/// group's entry stays far below `MAX_ENTRY_BYTES`, except a single large
+/// write, which goes alone.
 #[derive(Default)]
-struct WriteRun {
-    writes: Vec<PendingWrite>,
+struct Run {
+    requests: Vec<Pending>,
     bytes: usize,
 }
 
-impl WriteRun {
-    fn fits(&self, write: &PendingWrite) -> bool {
-        self.writes.is_empty()
-            || (self.writes.len() < MAX_PIPELINE_REQUESTS
-                && self.bytes + write.bytes <= MAX_PIPELINE_BYTES)
+impl Run {
+    fn fits(&self, request: &Pending) -> bool {
+        match self.requests.first() {
+            None => true,
+            Some(first) => {
+                first.write == request.write
+                    && self.requests.len() < MAX_PIPELINE_REQUESTS
+                    && self.bytes + request.bytes <= MAX_PIPELINE_BYTES
+            }
+        }
     }
 
-    fn push(&mut self, write: PendingWrite) {
-        self.bytes += write.bytes;
-        self.writes.push(write);
+    fn push(&mut self, request: Pending) {
+        self.bytes += request.bytes;
+        self.requests.push(request);
     }
 }
 
-/// Proposes writes of one group as one entry and returns one reply per
-/// command. A lone write is an ordinary entry. An error for the whole
-/// entry (no leader in time, a redirect) answers every command, a
-/// `-MOVED` naming each command's own slot.
-async fn propose_writes(
+/// Sends a run's requests of one group as one op and returns one reply
+/// per command: writes as one entry (a lone write as an ordinary `Exec`),
+/// reads as one `Reads` (one barrier, one snapshot; a lone read as a
+/// `Read`). An error for the whole op (no leader in time, a redirect)
+/// answers every command, a `-MOVED` naming each command's own slot.
+async fn send_group(
     shared: &Shared,
     group: u64,
+    write: bool,
     mut commands: Vec<(u16, Args)>,
     caller: Caller,
 ) -> Vec<Frame> {
-    let now_ms = crate::clock::wall_clock_ms();
     let count = commands.len();
     let slots: Vec<u16> = commands.iter().map(|(slot, _)| *slot).collect();
     let first_slot = slots.first().copied().unwrap_or(0);
-    let entry = match commands.pop() {
-        Some((slot, args)) if commands.is_empty() => DataEntry::Exec {
-            now_ms,
-            slot,
-            commands: vec![args],
-            watches: Vec::new(),
-            transaction: false,
-        },
-        last => DataEntry::Batch {
-            now_ms,
-            commands: commands.into_iter().chain(last).collect(),
-        },
-    };
-    let reply = match encode_entry(&entry) {
-        Ok(entry) => {
-            shared
-                .route(group, Some(first_slot), Op::Propose { entry }, caller)
-                .await
+    let op = if write {
+        let now_ms = crate::clock::wall_clock_ms();
+        let entry = match commands.pop() {
+            Some((slot, args)) if commands.is_empty() => DataEntry::Exec {
+                now_ms,
+                slot,
+                commands: vec![args],
+                watches: Vec::new(),
+                transaction: false,
+            },
+            last => DataEntry::Batch {
+                now_ms,
+                commands: commands.into_iter().chain(last).collect(),
+            },
+        };
+        match encode_entry(&entry) {
+            Ok(entry) => Ok(Op::Propose { entry }),
+            Err(reply) => Err(reply),
         }
+    } else {
+        Ok(match commands.pop() {
+            Some((slot, args)) if commands.is_empty() => Op::Read {
+                slot,
+                commands: vec![args],
+            },
+            last => Op::Reads {
+                commands: commands.into_iter().chain(last).collect(),
+            },
+        })
+    };
+    let reply = match op {
+        Ok(op) => shared.route(group, Some(first_slot), op, caller).await,
         Err(reply) => reply,
     };
     match reply {
@@ -416,26 +437,27 @@ impl Conn {
 
     /// Answers a pipeline's requests in order, encoding the replies into
     /// `out` (written out whenever it grows large). A run of consecutive
-    /// plain writes is held back and proposed as one entry per group, the
-    /// groups at once; any other request first completes the run, so a read
-    /// always sees the writes sent before it.
+    /// plain writes, or of consecutive plain reads, is held back and sent
+    /// as one op per group, the groups at once. A request of another kind
+    /// first completes the run, so a read always sees the writes sent
+    /// before it, and a write comes after the reads sent before it.
     async fn answer<S: AsyncWrite + Unpin>(
         &mut self,
         requests: Vec<Args>,
         stream: &mut S,
         out: &mut Vec<u8>,
     ) -> std::io::Result<()> {
-        let mut run = WriteRun::default();
+        let mut run = Run::default();
         for args in requests {
             if self.quit {
                 break;
             }
             let args = match self.batchable(args) {
-                Ok(write) => {
-                    if !run.fits(&write) {
+                Ok(request) => {
+                    if !run.fits(&request) {
                         self.complete(&mut run, out).await;
                     }
-                    run.push(write);
+                    run.push(request);
                     continue;
                 }
                 Err(args) => args,
@@ -453,19 +475,16 @@ impl Conn {
         Ok(())
     }
 
-    /// A request that may join a write run: a write command with keys in
-    /// one slot of a served group, on an authenticated connection outside
-    /// MULTI. Anything else comes back to be handled on its own.
-    fn batchable(&self, args: Args) -> Result<PendingWrite, Args> {
+    /// A request that may join a run: a data command with keys in one slot
+    /// of a served group, on an authenticated connection outside MULTI.
+    /// Anything else comes back to be handled on its own.
+    fn batchable(&self, args: Args) -> Result<Pending, Args> {
         if !self.authenticated || self.multi.is_some() {
             return Err(args);
         }
         let Ok(command) = Command::parse(args.clone()) else {
             return Err(args);
         };
-        if !command.is_write() {
-            return Err(args);
-        }
         let keys = command.keys();
         let Some(&first) = keys.first() else {
             return Err(args);
@@ -477,9 +496,11 @@ impl Conn {
         let Some((group, _)) = self.shared.map().group_of_slot(slot) else {
             return Err(args);
         };
+        let write = command.is_write();
         drop(command);
-        Ok(PendingWrite {
+        Ok(Pending {
             name: lower(&args[0]),
+            write,
             bytes: args.iter().map(|a| a.len() + 16).sum(),
             group,
             slot,
@@ -487,37 +508,40 @@ impl Conn {
         })
     }
 
-    /// Proposes a write run, one entry per group (a lone write as an
-    /// ordinary entry), every group at once, and encodes the replies in
-    /// request order.
-    async fn complete(&mut self, run: &mut WriteRun, out: &mut Vec<u8>) {
-        if run.writes.is_empty() {
+    /// Sends a run, one op per group, every group at once, and encodes the
+    /// replies in request order.
+    async fn complete(&mut self, run: &mut Run, out: &mut Vec<u8>) {
+        let Some(write) = run.requests.first().map(|r| r.write) else {
             return;
-        }
-        let writes = std::mem::take(&mut run.writes);
+        };
+        let requests = std::mem::take(&mut run.requests);
         run.bytes = 0;
         let started = Instant::now();
         let mut by_group: Vec<(u64, Vec<usize>)> = Vec::new();
-        for (i, write) in writes.iter().enumerate() {
-            match by_group.iter_mut().find(|(g, _)| *g == write.group) {
+        for (i, request) in requests.iter().enumerate() {
+            match by_group.iter_mut().find(|(g, _)| *g == request.group) {
                 Some((_, members)) => members.push(i),
-                None => by_group.push((write.group, vec![i])),
+                None => by_group.push((request.group, vec![i])),
             }
         }
         let mut tasks = tokio::task::JoinSet::new();
         for (group, members) in by_group {
-            let caller = self.write_caller();
+            let caller = if write {
+                self.write_caller()
+            } else {
+                self.caller()
+            };
             let shared = Arc::clone(&self.shared);
             let commands: Vec<(u16, Args)> = members
                 .iter()
-                .map(|&i| (writes[i].slot, writes[i].args.clone()))
+                .map(|&i| (requests[i].slot, requests[i].args.clone()))
                 .collect();
             tasks.spawn(async move {
-                let replies = propose_writes(&shared, group, commands, caller).await;
+                let replies = send_group(&shared, group, write, commands, caller).await;
                 (members, replies)
             });
         }
-        let mut replies: Vec<Option<Frame>> = vec![None; writes.len()];
+        let mut replies: Vec<Option<Frame>> = vec![None; requests.len()];
         while let Some(joined) = tasks.join_next().await {
             match joined {
                 Ok((members, frames)) => {
@@ -525,16 +549,16 @@ impl Conn {
                         replies[i] = Some(frame);
                     }
                 }
-                Err(e) => warn!(error = %e, "a write batch task failed"),
+                Err(e) => warn!(error = %e, "a pipelined batch task failed"),
             }
         }
         let elapsed = started.elapsed();
-        for (write, reply) in writes.iter().zip(replies) {
-            let reply = reply.unwrap_or_else(|| error("ERR internal: the write was lost"));
-            self.record(&write.name, elapsed, &reply);
+        for (request, reply) in requests.iter().zip(replies) {
+            let reply = reply.unwrap_or_else(|| error("ERR internal: the request was lost"));
+            self.record(&request.name, elapsed, &reply);
             reply.encode(out, self.version);
         }
-        if let Some(last) = writes.last() {
+        if let Some(last) = requests.last() {
             self.last_command.clone_from(&last.name);
         }
     }

@@ -63,6 +63,10 @@ pub enum Op {
     /// Live keys of the group (DBSIZE), or of one of its slots
     /// (CLUSTER COUNTKEYSINSLOT).
     Count { slot: Option<u16> },
+    /// A connection's pipelined reads of one group, each `(slot, args)`,
+    /// after one read barrier and on one engine snapshot; the reply is an
+    /// array of each command's reply.
+    Reads { commands: Vec<(u16, Args)> },
 }
 
 impl Op {
@@ -116,6 +120,18 @@ enum Miss {
     Retry(String),
     /// A final error reply.
     Fail(Frame),
+}
+
+/// Runs one read-only command against a snapshot; its errors are its reply.
+fn read_one(state: &SlotState<'_>, args: &Args, now: u64) -> Frame {
+    match Command::parse(args.clone()) {
+        Err(e) => Frame::Error(e.to_redis_error()),
+        Ok(cmd) if cmd.is_write() => err("ERR internal: write sent as a read"),
+        Ok(cmd) => match execute(&cmd, state, now) {
+            Ok(outcome) => outcome.reply,
+            Err(e) => Frame::Error(e.to_redis_error()),
+        },
+    }
 }
 
 fn err(text: impl Into<String>) -> Frame {
@@ -387,20 +403,28 @@ impl Shared {
                 };
                 let mut replies: Vec<Frame> = commands
                     .iter()
-                    .map(|args| match Command::parse(args.clone()) {
-                        Err(e) => Frame::Error(e.to_redis_error()),
-                        Ok(cmd) if cmd.is_write() => err("ERR internal: write sent as a read"),
-                        Ok(cmd) => match execute(&cmd, &state, now) {
-                            Ok(outcome) => outcome.reply,
-                            Err(e) => Frame::Error(e.to_redis_error()),
-                        },
-                    })
+                    .map(|args| read_one(&state, args, now))
                     .collect();
                 Ok(if replies.len() == 1 {
                     replies.pop().unwrap_or(Frame::Null)
                 } else {
                     Frame::Array(replies)
                 })
+            }
+            Op::Reads { commands } => {
+                let snapshot = db.snapshot();
+                let replies = commands
+                    .iter()
+                    .map(|(slot, args)| {
+                        let state = SlotState {
+                            db,
+                            snapshot: &snapshot,
+                            slot: *slot,
+                        };
+                        read_one(&state, args, self.clocks.read_time(*slot))
+                    })
+                    .collect();
+                Ok(Frame::Array(replies))
             }
             Op::Peek { slot, keys } => {
                 let now = self.clocks.read_time(*slot);

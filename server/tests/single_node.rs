@@ -518,6 +518,19 @@ async fn pipelined_writes_are_batched_and_answered_in_order() {
     push(&["GET", "key:0"], "v0");
     push(&["GET", "key:25"], "v25!");
     push(&["GET", "key:199"], "v199");
+    // A run of reads over every group: one barrier and snapshot per group.
+    for i in 0..200 {
+        let key = format!("key:{i}");
+        let want = if i % 50 == 25 {
+            format!("v{i}!")
+        } else {
+            format!("v{i}")
+        };
+        push(&["GET", &key], &want);
+        if i % 40 == 0 {
+            push(&["STRLEN", &key], &format!(":{}", want.len()));
+        }
+    }
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut reader = tokio::io::BufReader::new(stream);
     for (i, want) in expected.iter().enumerate() {
