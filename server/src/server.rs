@@ -469,13 +469,21 @@ impl Server {
 }
 
 impl Shared {
-    /// The map is known and every one of its groups has a known leader.
+    /// The map is known, every group is initialized, and the meta group and
+    /// every group this node hosts have a known leader. Leaders of groups
+    /// hosted elsewhere are learnt from traffic (a reply or a redirect), so
+    /// requiring them would keep a node of a large cluster unready forever.
     pub fn ready(&self) -> bool {
         let map = self.map();
+        let me = self.config.node_id;
         map.epoch > 0
             && self.leader_hint(META_GROUP).is_some()
             && map.groups.values().all(|g| g.initialized)
-            && map.groups.keys().all(|&g| self.leader_hint(g).is_some())
+            && map
+                .groups
+                .iter()
+                .filter(|(_, g)| g.replicas.contains(&me))
+                .all(|(&id, _)| self.leader_hint(id).is_some())
     }
 }
 

@@ -213,3 +213,37 @@ async fn nodes_join_and_leave_while_clients_write() {
     }
     cluster.shutdown().await;
 }
+
+/// Five nodes with three replicas per group: no node hosts every group, and
+/// a node learns the leaders of groups it does not host only from traffic.
+/// Every node still reports ready (it once waited for leaders it had no way
+/// to learn) and serves every key, redirecting or proxying.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_nodes_with_three_replicas_are_ready_and_serve_every_key() {
+    let cluster = TestCluster::start(5).await;
+    let map = cluster.server(1).shared.map();
+    assert!(
+        map.groups.values().all(|g| g.replicas.len() == 3),
+        "{map:?}"
+    );
+    for id in 1..=5 {
+        assert!(
+            map.groups.values().any(|g| !g.replicas.contains(&id)),
+            "node {id} hosts every group; the test needs one it does not"
+        );
+        let mut conn = cluster.conn(id).await;
+        let info: String = redis::cmd("CLUSTER")
+            .arg("INFO")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(info.contains("cluster_state:ok"), "node {id}: {info}");
+        for k in 0..40 {
+            let key = format!("k{id}-{k}");
+            let () = conn.set(&key, k).await.unwrap();
+            let v: i64 = conn.get(&key).await.unwrap();
+            assert_eq!(v, k);
+        }
+    }
+    cluster.shutdown().await;
+}
