@@ -94,6 +94,10 @@ struct StartArgs {
     /// Log filter, e.g. `info` or `cairn_server=debug,warn`. RUST_LOG wins.
     #[arg(long)]
     log: Option<String>,
+    /// `id@host:port`: dial node `id` there instead of its advertised Raft
+    /// address (proxies, fault injection); repeat per node.
+    #[arg(long = "raft-dial")]
+    raft_dial: Vec<String>,
 }
 
 #[derive(Args)]
@@ -213,6 +217,9 @@ fn build_config(args: StartArgs) -> Result<Config, String> {
     );
     if !args.peers.is_empty() {
         c.peers = args.peers;
+    }
+    if !args.raft_dial.is_empty() {
+        c.raft_dial = args.raft_dial;
     }
     c.validate()?;
     Ok(c)
