@@ -10,11 +10,11 @@
 //! history (`check::linear` is the linearizability checker), and `run`
 //! ties them together and reports. See docs/testing.md, "Fault injection".
 
+#![deny(clippy::indexing_slicing)]
 #![cfg_attr(
     test,
     allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
-#![deny(clippy::indexing_slicing)]
 
 pub mod check;
 pub mod cluster;

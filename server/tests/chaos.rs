@@ -41,7 +41,10 @@ fn short_seeded_run_with_a_kill_a_pause_and_a_partition_finds_no_anomaly() {
     println!("{}", report.summary());
     let keep = |why: &str| -> ! {
         let path = dir.keep();
-        panic!("{why}; data, node logs and anomaly files in {}", path.display());
+        panic!(
+            "{why}; data, node logs and anomaly files in {}",
+            path.display()
+        );
     };
     if !report.findings.anomalies.is_empty() {
         keep(&format!("anomalies: {:#?}", report.findings.anomalies));
@@ -49,9 +52,17 @@ fn short_seeded_run_with_a_kill_a_pause_and_a_partition_finds_no_anomaly() {
     if !report.problems.is_empty() {
         keep(&format!("problems: {:?}", report.problems));
     }
-    assert!(report.findings.unknown.is_empty(), "{:?}", report.findings.unknown);
+    assert!(
+        report.findings.unknown.is_empty(),
+        "{:?}",
+        report.findings.unknown
+    );
     for class in [Class::Kill, Class::Pause, Class::Partition] {
-        assert!(report.injected(class) >= 1, "no {class:?}: {}", report.summary());
+        assert!(
+            report.injected(class) >= 1,
+            "no {class:?}: {}",
+            report.summary()
+        );
     }
     assert!(report.ops >= 500, "too little load: {}", report.summary());
 }
