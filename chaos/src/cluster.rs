@@ -303,7 +303,7 @@ impl Cluster {
     /// The groups as node `id` sees them, and whether it is ready.
     pub async fn status(&self, id: u64) -> Result<(bool, Vec<GroupView>), String> {
         let admin = self.addrs(id).ok_or_else(|| format!("no node {id}"))?.admin;
-        let (code, body) = http(admin, "GET", "/status").await?;
+        let (code, body) = http(admin, "GET", "/status", Duration::from_secs(3)).await?;
         if code != 200 {
             return Err(format!("node {id} /status: HTTP {code}"));
         }
@@ -349,7 +349,8 @@ impl Cluster {
             .ok_or_else(|| format!("no node {leader}"))?
             .admin;
         let path = format!("/admin/transfer-leader?group={group}&to={to}");
-        let (code, body) = http(admin, "POST", &path).await?;
+        // The leader answers once the transfer is done or has failed.
+        let (code, body) = http(admin, "POST", &path, Duration::from_secs(10)).await?;
         if (200..300).contains(&code) {
             Ok(())
         } else {
@@ -390,9 +391,14 @@ fn parse_status(body: &str) -> Result<(bool, Vec<GroupView>), String> {
     Ok((ready, views))
 }
 
-/// A one-shot HTTP/1.1 request with a 3 s bound (a paused node must not
-/// hang the schedule).
-async fn http(addr: SocketAddr, method: &str, path: &str) -> Result<(u16, String), String> {
+/// A one-shot HTTP/1.1 request, bounded by `timeout` (a paused node must
+/// not hang the schedule).
+async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    timeout: Duration,
+) -> Result<(u16, String), String> {
     let request = async {
         let mut stream = TcpStream::connect(addr)
             .await
@@ -412,7 +418,7 @@ async fn http(addr: SocketAddr, method: &str, path: &str) -> Result<(u16, String
             .map_err(|e| format!("read from {addr}: {e}"))?;
         Ok::<_, String>(response)
     };
-    let response = tokio::time::timeout(Duration::from_secs(3), request)
+    let response = tokio::time::timeout(timeout, request)
         .await
         .map_err(|_| format!("{method} {path} at {addr}: timed out"))??;
     let text = String::from_utf8_lossy(&response);
