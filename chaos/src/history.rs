@@ -75,6 +75,7 @@ pub struct FollowerRegRead {
     pub node: u64,
     pub session: u64,
     pub invoke_ns: u64,
+    pub complete_ns: u64,
     pub value: Option<u64>,
 }
 

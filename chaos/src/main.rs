@@ -14,7 +14,8 @@ use cairn_chaos::fault::Class;
 
 const USAGE: &str = "usage: cairn-chaos [--seed N] [--minutes M | --seconds S] [--nodes 3|5]
     [--faults kill,pause,partition,transfer] [--clients N] [--follower-clients N]
-    [--fsync always|never] [--op-timeout-ms N] [--dir PATH] [--keep] [--cairn-bin PATH]";
+    [--fsync always|never] [--op-timeout-ms N] [--dir PATH] [--keep] [--cairn-bin PATH]
+    [--self-test follower-reads-linearizable]";
 
 fn main() -> ExitCode {
     match parse(std::env::args().skip(1).collect()) {
@@ -132,6 +133,9 @@ fn parse(args: Vec<String>) -> Result<Option<(RunConfig, bool)>, String> {
                 config.op_timeout = Duration::from_millis(number(&arg, &value)?);
             }
             "--fsync" if value == "always" || value == "never" => config.fsync = value,
+            "--self-test" if value == "follower-reads-linearizable" => {
+                config.limits.follower_reads_linearizable = true;
+            }
             _ => return Err(format!("unknown option {arg} {value}")),
         }
     }

@@ -355,6 +355,7 @@ async fn follower_register(
     let reply = conn
         .call(&[b"GET", key.as_bytes()], shared.op_timeout)
         .await;
+    let complete_ns = shared.now_ns();
     let value = match &reply {
         Ok(Reply::Bulk(v)) => Some(v.as_deref().map(parse_value)),
         _ => None,
@@ -366,6 +367,7 @@ async fn follower_register(
             node,
             session,
             invoke_ns,
+            complete_ns,
             value,
         });
     }

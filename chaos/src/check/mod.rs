@@ -53,6 +53,11 @@ pub struct Limits {
     pub steps_max: u64,
     /// Minimization drops single ops only from histories up to this size.
     pub minimize_ops_max: usize,
+    /// The checker's self-test: judge READONLY register reads as if they
+    /// were linearizable. They are not promised to be, so a run with
+    /// partitions should then report stale reads; a run that does not
+    /// shows the checker cannot see them.
+    pub follower_reads_linearizable: bool,
 }
 
 impl Default for Limits {
@@ -60,13 +65,26 @@ impl Default for Limits {
         Limits {
             steps_max: 5_000_000,
             minimize_ops_max: 400,
+            follower_reads_linearizable: false,
         }
     }
 }
 
 pub fn check_all(history: &History, limits: Limits) -> Findings {
     let mut findings = Findings::default();
-    registers(&history.registers, limits, &mut findings);
+    if limits.follower_reads_linearizable {
+        let mut all = history.registers.clone();
+        all.extend(history.follower_reg_reads.iter().map(|r| RegRecord {
+            client: r.client,
+            key: r.key.clone(),
+            op: RegOp::Read(r.value),
+            invoke_ns: r.invoke_ns,
+            complete_ns: Some(r.complete_ns),
+        }));
+        registers(&all, limits, &mut findings);
+    } else {
+        registers(&history.registers, limits, &mut findings);
+    }
     counters(&history.incrs, &history.final_counters, &mut findings);
     appends(history, &mut findings);
     follower_registers(history, &mut findings);

@@ -178,9 +178,45 @@ fn registers_never_written_and_stale_values_are_caught() {
         node: 2,
         session: 1,
         invoke_ns: 9,
+        complete_ns: 10,
         value: Some(1),
     }];
     assert!(kinds(&h).is_empty());
     h.follower_reg_reads[0].value = Some(3);
     assert_eq!(kinds(&h), vec!["follower-never-written"]);
+}
+
+#[test]
+fn follower_reads_judged_as_linearizable_expose_staleness() {
+    // The checker's self-test mode: a READONLY read that lags a completed
+    // write passes as a follower read, and fails when judged as a default
+    // read would be.
+    let reg = |op, i, c| RegRecord {
+        client: 1,
+        key: "r0".into(),
+        op,
+        invoke_ns: i,
+        complete_ns: Some(c),
+    };
+    let h = History {
+        registers: vec![reg(RegOp::Write(1), 0, 1), reg(RegOp::Write(2), 2, 3)],
+        follower_reg_reads: vec![FollowerRegRead {
+            client: 3,
+            key: "r0".into(),
+            node: 2,
+            session: 1,
+            invoke_ns: 4,
+            complete_ns: 5,
+            value: Some(1),
+        }],
+        ..History::default()
+    };
+    assert!(kinds(&h).is_empty());
+    let strict = Limits {
+        follower_reads_linearizable: true,
+        ..Limits::default()
+    };
+    let found = check_all(&h, strict);
+    assert_eq!(found.anomalies.len(), 1);
+    assert_eq!(found.anomalies[0].kind, "not-linearizable");
 }
