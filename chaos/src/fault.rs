@@ -127,22 +127,26 @@ pub enum Undo {
 }
 
 /// The leader of the group holding `key`, as the first running node that
-/// answers /status sees it.
+/// knows one sees it (a node does not learn the leaders of groups it does
+/// not host).
 async fn leader_of(cluster: &Cluster, key: &str) -> Option<(GroupView, u64)> {
     let s = slot(key.as_bytes());
     for id in cluster.ids() {
         if cluster.state(id) != Some(NodeState::Running) {
             continue;
         }
-        let Ok((_, groups)) = cluster.status(id).await else {
+        let Ok(groups) = cluster.status(id).await else {
             continue;
         };
         // Group 0 is the meta group: it holds no slots.
-        let group = groups
+        let found = groups
             .into_iter()
-            .find(|g| g.id != 0 && g.first_slot <= s && s <= g.last_slot)?;
-        let leader = group.leader?;
-        return Some((group, leader));
+            .find(|g| g.id != 0 && g.first_slot <= s && s <= g.last_slot);
+        if let Some(group) = found
+            && let Some(leader) = group.leader
+        {
+            return Some((group, leader));
+        }
     }
     None
 }
