@@ -335,6 +335,13 @@ fn anomaly_text(config: &RunConfig, a: &Anomaly) -> String {
         config.nodes,
         config.dir.display()
     );
+    let _ = writeln!(
+        text,
+        "clients 1-{} are plain clients, {}-{} READONLY ones; client 0 reads the final values after healing\n",
+        config.clients,
+        config.clients + 1,
+        config.clients + config.follower_clients
+    );
     for line in &a.history {
         let _ = writeln!(text, "{line}");
     }

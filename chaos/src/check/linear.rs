@@ -26,6 +26,8 @@ use crate::history::RegOp;
 /// One op of a register history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry {
+    /// Who ran it: only for people reading a minimal history.
+    pub client: u32,
     pub op: RegOp,
     pub invoke_ns: u64,
     /// `None`: indeterminate.
@@ -231,6 +233,7 @@ mod tests {
 
     fn w(v: u64, invoke: u64, complete: u64) -> Entry {
         Entry {
+            client: 1,
             op: RegOp::Write(v),
             invoke_ns: invoke,
             complete_ns: Some(complete),
@@ -239,6 +242,7 @@ mod tests {
 
     fn r(v: Option<u64>, invoke: u64, complete: u64) -> Entry {
         Entry {
+            client: 2,
             op: RegOp::Read(v),
             invoke_ns: invoke,
             complete_ns: Some(complete),

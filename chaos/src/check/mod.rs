@@ -97,9 +97,13 @@ fn reg_line(r: &linear::Entry) -> String {
         RegOp::Read(Some(v)) => format!("GET -> v{v}"),
         RegOp::Read(None) => "GET -> nil".to_owned(),
     };
+    let client = r.client;
     match r.complete_ns {
-        Some(c) => format!("{} .. {}  {op}", secs(r.invoke_ns), secs(c)),
-        None => format!("{} .. ?  {op}  (indeterminate)", secs(r.invoke_ns)),
+        Some(c) => format!("{} .. {}  client {client} {op}", secs(r.invoke_ns), secs(c)),
+        None => format!(
+            "{} .. ?  client {client} {op}  (indeterminate)",
+            secs(r.invoke_ns)
+        ),
     }
 }
 
@@ -132,6 +136,7 @@ fn registers(records: &[RegRecord], limits: Limits, findings: &mut Findings) {
                 r.complete_ns.is_some() || matches!(r.op, RegOp::Write(v) if read.contains(&v))
             })
             .map(|r| linear::Entry {
+                client: r.client,
                 op: r.op,
                 invoke_ns: r.invoke_ns,
                 complete_ns: r.complete_ns,
