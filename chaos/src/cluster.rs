@@ -342,9 +342,12 @@ impl Cluster {
                 *groups.entry(g.id).or_default() |= g.leader.is_some();
             }
         }
+        // Group 0, the meta group, is listed before the cluster map exists.
+        if groups.keys().all(|&g| g == 0) {
+            return Err("no data groups in the cluster map yet".to_owned());
+        }
         match groups.iter().find(|&(_, &led)| !led) {
             Some((g, _)) => Err(format!("no running node knows a leader of group {g}")),
-            None if groups.is_empty() => Err("no cluster map yet".to_owned()),
             None => Ok(()),
         }
     }
