@@ -332,24 +332,13 @@ impl Cluster {
     }
 
     async fn all_led(&self) -> Result<(), String> {
-        let mut groups: BTreeMap<u64, bool> = BTreeMap::new();
+        let mut views = Vec::new();
         for id in self.ids() {
-            if self.state(id) != Some(NodeState::Running) {
-                continue;
-            }
-            let seen = self.status(id).await?;
-            for g in seen {
-                *groups.entry(g.id).or_default() |= g.leader.is_some();
+            if self.state(id) == Some(NodeState::Running) {
+                views.extend(self.status(id).await?);
             }
         }
-        // Group 0, the meta group, is listed before the cluster map exists.
-        if groups.keys().all(|&g| g == 0) {
-            return Err("no data groups in the cluster map yet".to_owned());
-        }
-        match groups.iter().find(|&(_, &led)| !led) {
-            Some((g, _)) => Err(format!("no running node knows a leader of group {g}")),
-            None => Ok(()),
-        }
+        every_group_led(&views)
     }
 
     /// Asks the group's leader (per node `ask`) to hand leadership to `to`.
@@ -366,6 +355,23 @@ impl Cluster {
         } else {
             Err(format!("transfer-leader: HTTP {code}: {}", body.trim()))
         }
+    }
+}
+
+/// Whether the nodes' views together name a leader for every group,
+/// data groups included.
+fn every_group_led(views: &[GroupView]) -> Result<(), String> {
+    let mut groups: BTreeMap<u64, bool> = BTreeMap::new();
+    for g in views {
+        *groups.entry(g.id).or_default() |= g.leader.is_some();
+    }
+    // Group 0, the meta group, is listed before the cluster map exists.
+    if groups.keys().all(|&g| g == 0) {
+        return Err("no data groups in the cluster map yet".to_owned());
+    }
+    match groups.iter().find(|&(_, &led)| !led) {
+        Some((g, _)) => Err(format!("no running node knows a leader of group {g}")),
+        None => Ok(()),
     }
 }
 
@@ -476,6 +482,25 @@ mod tests {
         assert_eq!(slot(b"123456789"), 0x31C3);
         assert_eq!(slot(b"foo"), 12182);
         assert_eq!(slot(b"{user1000}.following"), slot(b"user1000"));
+    }
+
+    #[test]
+    fn ready_needs_data_groups_each_led_by_some_node() {
+        // A regression: the meta group alone (before the map has data
+        // groups) once passed as ready; a group only some nodes know the
+        // leader of (it is not hosted on the others) is led.
+        let view = |id, leader| GroupView {
+            id,
+            first_slot: 0,
+            last_slot: 0,
+            replicas: vec![1, 2, 3],
+            leader,
+        };
+        assert!(every_group_led(&[]).is_err());
+        assert!(every_group_led(&[view(0, Some(1))]).is_err());
+        assert!(every_group_led(&[view(0, Some(1)), view(1, None)]).is_err());
+        let led = [view(0, Some(1)), view(1, None), view(1, Some(2))];
+        assert!(every_group_led(&led).is_ok());
     }
 
     #[test]
