@@ -152,6 +152,27 @@ async fn echo_rpc_between_two_nodes_with_mutual_tls() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dial_override_replaces_the_address_of_its_node_only() {
+    // A node with a dial override for peer LIVE reaches it at the override
+    // even when the caller names a dead address (as a relay in front of a
+    // peer is used), while calls to other nodes use the address given.
+    let ca = ClusterCa::generate("cluster").unwrap();
+    let b = Node::start(test_config(), &material(&ca));
+    let mut config = test_config();
+    config.dial_overrides.insert(LIVE, b.addr());
+    let a = Node::start(config, &material(&ca));
+    let reply = a
+        .call_addr(LIVE, &dead_addr(), b"via", Duration::from_secs(2))
+        .await;
+    assert_eq!(reply.unwrap(), echoed(b"via"));
+    let dead = a
+        .call_addr(DEAD, &dead_addr(), b"x", Duration::from_millis(600))
+        .await;
+    assert!(dead.is_err(), "no override for {DEAD}: {dead:?}");
+    assert_eq!(b.served(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disconnect_closes_the_connection_and_the_next_call_reconnects() {
     // disconnect() drops the link to a peer; the next call makes a new one.
     let ca = ClusterCa::generate("cluster").unwrap();

@@ -2,6 +2,7 @@
 //! every key also a flag; flags win. Defaults make `cairn start` with no
 //! arguments a working single node on loopback. See docs/operations.md.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -145,6 +146,11 @@ pub struct Config {
     /// Log filter (`info`, `cairn_server=debug,warn`, ...). `RUST_LOG`
     /// wins when set.
     pub log: String,
+    /// `id@addr`: dial node `id` at `addr` instead of the Raft address the
+    /// cluster map gives it. For proxies and fault injection (the chaos
+    /// harness puts a UDP relay on each link); `addr`'s host must be in
+    /// the peer's certificate. Default empty.
+    pub raft_dial: Vec<String>,
 }
 
 impl Default for Config {
@@ -178,6 +184,7 @@ impl Default for Config {
             request_timeout_ms: 5_000,
             max_bulk_bytes: 512 << 20,
             log: "info,openraft=warn".to_owned(),
+            raft_dial: Vec::new(),
         }
     }
 }
@@ -239,6 +246,23 @@ impl Config {
         Ok(peers)
     }
 
+    /// `raft_dial` as a map from node id to the address to dial.
+    pub fn dial_overrides(&self) -> Result<BTreeMap<u64, String>, String> {
+        let mut map = BTreeMap::new();
+        for spec in &self.raft_dial {
+            let bad = || format!("raft_dial {spec:?} is not id@host:port");
+            let (id, addr) = spec.split_once('@').ok_or_else(bad)?;
+            let id: u64 = id.parse().map_err(|_| bad())?;
+            if id == 0 || !addr.contains(':') {
+                return Err(bad());
+            }
+            if map.insert(id, addr.to_owned()).is_some() {
+                return Err(format!("raft_dial names node {id} twice"));
+            }
+        }
+        Ok(map)
+    }
+
     pub fn bootstraps(&self) -> bool {
         self.bootstrap.unwrap_or(self.peers.is_empty())
     }
@@ -283,6 +307,7 @@ impl Config {
         if !self.peers.is_empty() && self.tls_ca.is_none() {
             return Err("a multi-node cluster needs tls_ca, tls_cert and tls_key from `cairn certs` (every node must trust one CA)".into());
         }
+        self.dial_overrides()?;
         self.initial_cluster().map(|_| ())
     }
 }
@@ -345,5 +370,26 @@ mod tests {
             ..Config::default()
         };
         assert!(only_ca.validate().is_err());
+    }
+
+    #[test]
+    fn raft_dial_parses_and_rejects_bad_entries() {
+        // The dial override is `id@host:port`, one per node.
+        let c = Config::from_toml("raft_dial = [\"2@127.0.0.1:9102\", \"3@h:1\"]").unwrap();
+        let map = c.dial_overrides().unwrap();
+        assert_eq!(map.get(&2).map(String::as_str), Some("127.0.0.1:9102"));
+        assert_eq!(map.len(), 2);
+        for bad in ["2", "x@a:1", "0@a:1", "2@nohost"] {
+            let c = Config {
+                raft_dial: vec![bad.to_owned()],
+                ..Config::default()
+            };
+            assert!(c.validate().is_err(), "{bad}");
+        }
+        let twice = Config {
+            raft_dial: vec!["2@a:1".into(), "2@b:1".into()],
+            ..Config::default()
+        };
+        assert!(twice.dial_overrides().is_err());
     }
 }

@@ -114,6 +114,10 @@ struct StartArgs {
     /// Log filter, e.g. `info` or `cairn_server=debug,warn`. RUST_LOG wins.
     #[arg(long)]
     log: Option<String>,
+    /// `id@host:port`: dial node `id` there instead of its advertised Raft
+    /// address (proxies, fault injection); repeat per node.
+    #[arg(long = "raft-dial")]
+    raft_dial: Vec<String>,
 }
 
 #[derive(Args)]
@@ -262,6 +266,9 @@ fn build_config(args: StartArgs) -> Result<Config, String> {
     }
     if args.join {
         c.bootstrap = Some(false);
+    }
+    if !args.raft_dial.is_empty() {
+        c.raft_dial = args.raft_dial;
     }
     c.validate()?;
     Ok(c)

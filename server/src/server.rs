@@ -322,6 +322,7 @@ impl Server {
         let quic = QuicTransport::start(
             QuicConfig {
                 listen: config.raft_listen,
+                dial_overrides: config.dial_overrides()?,
                 ..QuicConfig::default()
             },
             &tls,

@@ -24,7 +24,7 @@ use crate::transport::{
     BoxFuture, MAX_BODY_BYTES, RpcHandler, RpcRequest, Transport, TransportError,
 };
 use crate::types::NodeId;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -84,6 +84,11 @@ pub struct QuicConfig {
     /// (memory reservation included) before it drops the stream. Default
     /// 30 000: a 64 MiB body at ~20 Mbit/s.
     pub request_read_timeout_ms: u64,
+    /// Addresses to dial instead of the one a caller names, by target
+    /// node: for proxies and fault injection (a relay per link that can
+    /// drop datagrams). The TLS server name is taken from the address
+    /// dialled, so the peer's certificate must name it. Default empty.
+    pub dial_overrides: BTreeMap<NodeId, String>,
 }
 
 impl Default for QuicConfig {
@@ -100,6 +105,7 @@ impl Default for QuicConfig {
             max_body_bytes: MAX_BODY_BYTES,
             max_inbound_body_bytes: 256 * 1024 * 1024,
             request_read_timeout_ms: 30_000,
+            dial_overrides: BTreeMap::new(),
         }
     }
 }
@@ -408,7 +414,10 @@ impl Transport for QuicTransport {
         timeout: Duration,
     ) -> BoxFuture<'static, Result<Vec<u8>, TransportError>> {
         let inner = Arc::clone(&self.inner);
-        let addr = addr.to_owned();
+        let addr = match inner.config.dial_overrides.get(&target) {
+            Some(over) => over.clone(),
+            None => addr.to_owned(),
+        };
         Box::pin(async move {
             bump(&inner.counters.calls);
             let result =
