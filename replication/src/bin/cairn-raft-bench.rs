@@ -31,6 +31,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The `cairn` binary's allocator (see server/Cargo.toml).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 struct Args {
@@ -344,12 +348,14 @@ fn main() -> Result<(), BoxError> {
             "writes/entry",
             "errors"
         );
-        let mut base: Option<f64> = None;
         for &groups in &args.groups {
+            // The ratio column is against this group count's first row (its
+            // fewest proposers), as docs/benchmarks.md reads it.
+            let mut base: Option<f64> = None;
             for &proposers in &args.proposers {
                 let row = run_case(&root, &ca, groups, proposers, &args).await?;
                 let rate = row.writes as f64 / row.elapsed.as_secs_f64();
-                if row.groups == args.groups[0] && row.proposers == args.proposers[0] {
+                if base.is_none() {
                     base = Some(rate);
                 }
                 println!(
