@@ -46,10 +46,11 @@ impl Engine for Cairn {
     }
 
     fn scan(&self, f: &mut dyn FnMut(&[u8], &[u8])) -> Result<u64> {
+        // The borrowing walk (as RocksDB's raw iterator): no copy per entry.
+        let mut iter = self.db.iter(IterOptions::new());
         let mut n = 0;
-        for item in self.db.iter(IterOptions::new()) {
-            let (k, v) = item.map_err(engine(NAME, "scan"))?;
-            f(&k, &v);
+        while iter.advance().map_err(engine(NAME, "scan"))? {
+            f(iter.key(), iter.value());
             n += 1;
         }
         Ok(n)
@@ -59,9 +60,11 @@ impl Engine for Cairn {
         let mut iter = self.db.iter(IterOptions::new());
         iter.seek(key);
         let mut bytes = 0;
-        for item in iter.take(n) {
-            let (k, v) = item.map_err(engine(NAME, "seek"))?;
-            bytes += (k.len() + v.len()) as u64;
+        for _ in 0..n {
+            if !iter.advance().map_err(engine(NAME, "seek"))? {
+                break;
+            }
+            bytes += (iter.key().len() + iter.value().len()) as u64;
         }
         Ok(bytes)
     }
