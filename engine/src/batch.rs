@@ -17,7 +17,7 @@
 
 use crate::error::{Error, Result};
 use crate::key::{MAX_SEQUENCE, ValueKind};
-use crate::util::coding::{Decoder, put_fixed32, put_fixed64, put_length_prefixed};
+use crate::util::coding::{Decoder, put_length_prefixed};
 
 /// Bytes of the header in front of the entries.
 pub(crate) const BATCH_HEADER_LEN: usize = 12;
@@ -50,6 +50,14 @@ impl WriteBatch {
             rep: vec![0; BATCH_HEADER_LEN],
             count: 0,
         }
+    }
+
+    /// An empty batch with room for `bytes` of entries, so a batch whose
+    /// size is known (one put) is built without reallocating.
+    pub fn with_capacity(bytes: usize) -> Self {
+        let mut rep = Vec::with_capacity(BATCH_HEADER_LEN.saturating_add(bytes));
+        rep.resize(BATCH_HEADER_LEN, 0);
+        WriteBatch { rep, count: 0 }
     }
 
     /// Sets `key` to `value`.
@@ -107,16 +115,17 @@ impl WriteBatch {
     /// always decodable.
     fn bump_count(&mut self, n: u32) {
         self.count += n;
-        let mut header = Vec::with_capacity(4);
-        put_fixed32(&mut header, self.count);
-        self.rep.splice(8..BATCH_HEADER_LEN, header);
+        // In place: this runs once per update on the write path.
+        if let Some(field) = self.rep.get_mut(8..BATCH_HEADER_LEN) {
+            field.copy_from_slice(&self.count.to_le_bytes());
+        }
     }
 
     /// Stamps the base sequence number into the header.
     pub(crate) fn set_base_seq(&mut self, seq: u64) {
-        let mut header = Vec::with_capacity(8);
-        put_fixed64(&mut header, seq);
-        self.rep.splice(..8, header);
+        if let Some(field) = self.rep.get_mut(..8) {
+            field.copy_from_slice(&seq.to_le_bytes());
+        }
     }
 
     pub(crate) fn encoded(&self) -> &[u8] {

@@ -58,7 +58,12 @@ fn pack(seq: u64, kind: u8) -> u64 {
 /// Appends the internal key for `(user_key, seq, kind)` to `dst`.
 pub(crate) fn append_internal_key(dst: &mut Vec<u8>, user_key: &[u8], seq: u64, kind: ValueKind) {
     dst.extend_from_slice(user_key);
-    dst.extend_from_slice(&pack(seq, kind as u8).to_be_bytes());
+    dst.extend_from_slice(&encode_trailer(seq, kind));
+}
+
+/// The 8 bytes an internal key ends with: sequence number and kind.
+pub(crate) fn encode_trailer(seq: u64, kind: ValueKind) -> [u8; TRAILER_LEN] {
+    pack(seq, kind as u8).to_be_bytes()
 }
 
 pub(crate) fn make_internal_key(user_key: &[u8], seq: u64, kind: ValueKind) -> Vec<u8> {

@@ -62,6 +62,24 @@ impl MemKey {
         }
     }
 
+    /// The internal key of `(user_key, seq, kind)`, built in place: the
+    /// write path makes one per update, so a short key costs no allocation.
+    fn from_parts(user_key: &[u8], seq: u64, kind: ValueKind) -> Self {
+        let len = user_key.len() + key::TRAILER_LEN;
+        match u8::try_from(len) {
+            Ok(short) if len <= INLINE_KEY_BYTES => {
+                let mut bytes = [0u8; INLINE_KEY_BYTES];
+                let (k, rest) = bytes.split_at_mut(user_key.len());
+                k.copy_from_slice(user_key);
+                if let Some(t) = rest.get_mut(..key::TRAILER_LEN) {
+                    t.copy_from_slice(&key::encode_trailer(seq, kind));
+                }
+                MemKey::Inline { len: short, bytes }
+            }
+            _ => MemKey::Shared(key::make_internal_key(user_key, seq, kind).into()),
+        }
+    }
+
     fn as_bytes(&self) -> &[u8] {
         match self {
             MemKey::Inline { len, bytes } => bytes.get(..usize::from(*len)).unwrap_or(bytes),
@@ -137,8 +155,8 @@ impl MemTable {
                 .unwrap_or_else(|e| e.into_inner())
                 .push(t);
         } else {
-            let ikey = key::make_internal_key(user_key, seq, kind);
-            self.map.insert(MemKey::new(&ikey), value.into());
+            self.map
+                .insert(MemKey::from_parts(user_key, seq, kind), value.into());
         }
         self.approximate_bytes
             .fetch_add(charge, AtomicOrdering::Relaxed);
@@ -308,6 +326,21 @@ impl InternalIterator for MemTableIterator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_built_in_place_equal_encoded_keys() {
+        // The write path's in-place key is the same key as the encoded one,
+        // on both sides of the inline limit.
+        for len in [0, 1, 23, 24, 25, 100] {
+            let user_key = vec![b'x'; len];
+            for (seq, kind) in [(1, ValueKind::Value), (77, ValueKind::Delete)] {
+                let encoded = key::make_internal_key(&user_key, seq, kind);
+                let built = MemKey::from_parts(&user_key, seq, kind);
+                assert_eq!(built.as_bytes(), encoded.as_slice(), "len {len}");
+                assert_eq!(built, MemKey::new(&encoded));
+            }
+        }
+    }
 
     #[test]
     fn get_returns_newest_version_visible_at_seq() {

@@ -185,7 +185,9 @@ impl Db {
 
     /// Sets `key` to `value`.
     pub fn put(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
-        let mut b = WriteBatch::new();
+        let (key, value) = (key.as_ref(), value.as_ref());
+        // Kind byte, two varint lengths (at most 10 bytes each), the bytes.
+        let mut b = WriteBatch::with_capacity(21 + key.len() + value.len());
         b.put(key, value);
         self.write(b, WriteOptions::default())
     }

@@ -186,7 +186,7 @@ impl DbInner {
         let mem = self.super_version().mem.clone();
         drop(q);
 
-        let members = group.members.len();
+        let members = group.len();
         let last = base + group.wal.len() as u64 - 1;
         let result = self
             .log_group(&group, &mem, leader_opts.disable_wal)
@@ -211,7 +211,7 @@ impl DbInner {
     /// Appends the group to the WAL as one record, then fsyncs (if any
     /// member asked) or at least hands the bytes to the OS.
     fn log_group(&self, group: &Group, mem: &MemTable, disable_wal: bool) -> Result<()> {
-        Counters::add(&self.counters.writes, group.members.len() as u64);
+        Counters::add(&self.counters.writes, group.len() as u64);
         Counters::add(&self.counters.write_groups, 1);
         if disable_wal {
             mem.mark_unlogged();
@@ -387,39 +387,83 @@ impl DbInner {
 /// A group-commit group: the WAL record (every member's entries under one
 /// header) and each member's own batch (for concurrent insertion).
 struct Group {
+    /// The WAL record: every member's entries under one header.
     wal: WriteBatch,
+    /// The members' ids and batches, in queue order, when there are
+    /// several (their batches serve concurrent inserts).
     members: Vec<(u64, WriteBatch)>,
+    /// The only member's id, when there is one: its batch was moved into
+    /// `wal` rather than copied (the usual case without contention).
+    solo: Option<u64>,
     sync: bool,
+}
+
+impl Group {
+    fn len(&self) -> usize {
+        if self.solo.is_some() {
+            1
+        } else {
+            self.members.len()
+        }
+    }
 }
 
 /// Takes the leader's batch and those that may join it from the front of
 /// the queue (the leader first, in queue order).
 fn take_group(q: &mut WriteQueue, leader: WriteOptions, max_bytes: usize) -> Group {
-    let mut group = Group {
-        wal: WriteBatch::new(),
-        members: Vec::new(),
-        sync: false,
-    };
+    // The first member's batch, until a second one joins; from then on the
+    // combined record and every member's batch.
+    let mut first: Option<(u64, WriteBatch)> = None;
+    let mut combined: Option<WriteBatch> = None;
+    let mut members = Vec::new();
+    let mut sync = false;
     for w in q.pending.iter_mut() {
         if w.switch_memtable {
             break;
         }
         let Some(b) = w.batch.as_ref() else { break };
-        if !group.members.is_empty() {
+        let size = match (&first, &combined) {
+            (Some((_, f)), _) => Some(f.size_bytes()),
+            (None, Some(c)) => Some(c.size_bytes()),
+            (None, None) => None,
+        };
+        if let Some(size) = size {
             let joins = w.opts.disable_wal == leader.disable_wal
                 && (leader.sync || !w.opts.sync)
-                && group.wal.size_bytes() + b.size_bytes() <= max_bytes;
+                && size + b.size_bytes() <= max_bytes;
             if !joins {
                 break;
             }
         }
         if let Some(b) = w.batch.take() {
-            group.wal.append_entries(&b);
-            group.members.push((w.id, b));
+            if first.is_none() && combined.is_none() {
+                first = Some((w.id, b));
+            } else {
+                let wal = combined.get_or_insert_with(WriteBatch::new);
+                if let Some((id, f)) = first.take() {
+                    wal.append_entries(&f);
+                    members.push((id, f));
+                }
+                wal.append_entries(&b);
+                members.push((w.id, b));
+            }
         }
-        group.sync |= w.opts.sync;
+        sync |= w.opts.sync;
     }
-    group
+    match (first, combined) {
+        (Some((id, wal)), _) => Group {
+            wal,
+            members,
+            solo: Some(id),
+            sync,
+        },
+        (None, wal) => Group {
+            wal: wal.unwrap_or_default(),
+            members,
+            solo: None,
+            sync,
+        },
+    }
 }
 
 /// Inserts an encoded batch's entries with sequence numbers from `base`;
