@@ -14,6 +14,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::BufMut;
+
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -31,6 +33,15 @@ use crate::tls::FlushBeforeRead;
 /// Write buffer size that triggers a write before the read buffer is
 /// drained, so a long pipeline does not pile up replies.
 const FLUSH_AT_BYTES: usize = 64 << 10;
+
+/// The room a connection's read buffer offers a read: it starts at the
+/// minimum and doubles up to the maximum while reads fill it.
+const READ_MIN_BYTES: usize = 1 << 10;
+const READ_MAX_BYTES: usize = 64 << 10;
+
+/// At most this much is read without waiting after a read that filled its
+/// room, before the buffer is decoded.
+const READ_DRAIN_BYTES: usize = 1 << 20;
 
 /// Commands one MULTI may queue.
 const MAX_QUEUED: usize = 10_000;
@@ -91,7 +102,8 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener, tls: Option<TlsAc
                         .run(stream)
                         .await
                 }
-                Some(tls) => serve_tls(&shared, &tls, stream, peer).await,
+                // Boxed: a TLS session's state would size every plain task.
+                Some(tls) => Box::pin(serve_tls(&shared, &tls, stream, peer)).await,
             };
             if let Err(e) = result {
                 debug!(peer = %peer, error = %e, "connection closed");
@@ -100,6 +112,21 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener, tls: Option<TlsAc
             drop(permit);
         });
     }
+}
+
+/// One read of what `stream` already holds, without waiting: `None` when
+/// it holds nothing yet. (`read_buf` is cancel-safe: a poll that returns
+/// pending has read nothing.)
+async fn read_ready<S: AsyncRead + Unpin, B: BufMut>(
+    stream: &mut S,
+    buf: &mut B,
+) -> std::io::Result<Option<usize>> {
+    let mut read = std::pin::pin!(stream.read_buf(buf));
+    std::future::poll_fn(|cx| match read.as_mut().poll(cx) {
+        std::task::Poll::Ready(result) => std::task::Poll::Ready(result.map(Some)),
+        std::task::Poll::Pending => std::task::Poll::Ready(Ok(None)),
+    })
+    .await
 }
 
 /// Completes the TLS handshake within `request_read_timeout_s` (or until
@@ -341,10 +368,14 @@ impl Conn {
         let max_buffer = config.max_bulk_bytes.saturating_add(1 << 20);
         let partial_timeout = Duration::from_secs(config.request_read_timeout_s.max(1));
         let mut decoder = CommandDecoder::new(limits);
-        let mut buf: Vec<u8> = Vec::with_capacity(1024);
+        // Reads go straight into `buf`'s spare capacity. The room offered
+        // starts at 1 KiB and doubles (to 64 KiB) while reads fill it, so a
+        // connection that only ever sends small requests holds about 1 KiB,
+        // and a pipelining one reads in large pieces.
+        let mut buf: Vec<u8> = Vec::with_capacity(READ_MIN_BYTES);
+        let mut read_size = READ_MIN_BYTES;
         let mut start = 0usize;
         let mut out: Vec<u8> = Vec::new();
-        let mut chunk = vec![0u8; 16 << 10];
         let mut stop = self.shared.stop.subscribe();
         let mut partial_since: Option<Instant> = None;
         loop {
@@ -372,7 +403,9 @@ impl Conn {
             }
             let more =
                 requests.len() >= MAX_PIPELINE_REQUESTS || request_bytes >= MAX_PIPELINE_BYTES;
-            self.answer(requests, &mut stream, &mut out).await?;
+            // Boxed: answering nests the router's futures, several KiB of
+            // state that would otherwise sit in every idle connection's task.
+            Box::pin(self.answer(requests, &mut stream, &mut out)).await?;
             if self.quit {
                 stream.write_all(&out).await?;
                 return Ok(());
@@ -403,7 +436,11 @@ impl Conn {
                     .await?;
                 return Ok(());
             }
-            let want = chunk.len().min(max_buffer - buf.len());
+            let want = max_buffer - buf.len();
+            // Room for a read of `read_size`, or as large as what is
+            // buffered (a large request grows the buffer geometrically).
+            buf.reserve(buf.len().max(read_size).min(want));
+            let room_before = buf.capacity() - buf.len();
             // A request started must be finished within the timeout, from
             // its first byte: trickling bytes does not extend it.
             let limit = if buf.is_empty() {
@@ -413,8 +450,9 @@ impl Conn {
                 let since = *partial_since.get_or_insert_with(Instant::now);
                 partial_timeout.saturating_sub(since.elapsed())
             };
+            let mut room = (&mut buf).limit(want);
             let read = tokio::select! {
-                read = tokio::time::timeout(limit, stream.read(&mut chunk[..want])) => read,
+                read = tokio::time::timeout(limit, stream.read_buf(&mut room)) => read,
                 _ = stop.wait_for(|stopping| *stopping) => return Ok(()),
             };
             let read = match read {
@@ -428,7 +466,30 @@ impl Conn {
             if read == 0 {
                 return Ok(());
             }
-            buf.extend_from_slice(&chunk[..read]);
+            // The room was filled: more may be waiting. Take what the socket
+            // already holds, without waiting (up to READ_DRAIN_BYTES), so a
+            // pipeline sent at once is decoded at once, in big runs, however
+            // small the room this connection started with.
+            let mut filled = read >= room_before.min(want);
+            let mut drained = read;
+            while filled {
+                read_size = (read_size * 2).min(READ_MAX_BYTES);
+                if drained >= READ_DRAIN_BYTES || buf.len() >= max_buffer {
+                    break;
+                }
+                let want = max_buffer - buf.len();
+                buf.reserve(buf.len().max(read_size).min(want));
+                let room_before = buf.capacity() - buf.len();
+                let mut room = (&mut buf).limit(want);
+                match read_ready(&mut stream, &mut room).await? {
+                    // Nothing more yet, or the end (the next read sees it).
+                    None | Some(0) => break,
+                    Some(n) => {
+                        drained += n;
+                        filled = n >= room_before.min(want);
+                    }
+                }
+            }
             if buf.capacity() > 4 * buf.len().max(1 << 16) {
                 buf.shrink_to(buf.len().max(1024));
             }
