@@ -212,8 +212,14 @@ impl Shared {
                 _ => Err(Miss::Retry(format!("group {group_id} is not known yet"))),
             };
         };
+        // A READONLY read stays on this replica unless it is a new one,
+        // behind what a deleted replica of the group here already served:
+        // then it goes to the leader like a default read would.
         if caller.consistency == Consistency::Local && !op.is_write() {
-            return self.read_local(group_id, op);
+            let retired = self.retired_applied(group_id);
+            if retired == 0 || group.metrics().last_applied.map_or(0, |l| l.index) >= retired {
+                return self.read_local(group_id, op);
+            }
         }
         if !group.is_leader() {
             return match group.metrics().leader {

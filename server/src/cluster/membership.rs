@@ -171,12 +171,18 @@ pub async fn remove_unassigned(shared: &Arc<Shared>, map: &ClusterMap) -> Result
             group = id,
             "deleting this replica: the map moved it elsewhere"
         );
+        // Noted before (a replica created meanwhile must not serve older
+        // state) and after (the last entries applied before it stopped).
+        let applied =
+            |g: &cairn_replication::Group| g.metrics().last_applied.map_or(0, |l| l.index);
+        shared.note_retired(id, applied(&group));
         shared.clocks.unregister(id);
         shared
             .node
             .remove_group(id)
             .await
             .map_err(|e| format!("remove group {id}: {e}"))?;
+        shared.note_retired(id, applied(&group));
     }
     Ok(())
 }
