@@ -326,10 +326,11 @@ async fn final_reads(cluster: &Cluster, shared: &Shared) {
         .filter_map(|id| cluster.addrs(id).map(|a| a.client))
         .collect();
     let deadline = Instant::now() + Duration::from_secs(60);
+    let mut failures = BTreeMap::new();
     let (registers, counters, appends) = shared.keys_used();
     for key in registers {
         if let Some((invoke_ns, complete_ns, v)) =
-            workload::final_get(shared, &addrs, &key, deadline).await
+            workload::final_get(shared, &addrs, &key, deadline, &mut failures).await
         {
             shared.history().registers.push(RegRecord {
                 client: 0,
@@ -341,7 +342,7 @@ async fn final_reads(cluster: &Cluster, shared: &Shared) {
         }
     }
     for key in counters {
-        let got = workload::final_get(shared, &addrs, &key, deadline).await;
+        let got = workload::final_get(shared, &addrs, &key, deadline, &mut failures).await;
         // A missing key is 0; a value that is no integer is out of every
         // bound, so the check reports it.
         let value = got.map(|(_, _, v)| {
@@ -355,9 +356,16 @@ async fn final_reads(cluster: &Cluster, shared: &Shared) {
         shared.history().final_counters.push((key, value));
     }
     for key in appends {
-        let got = workload::final_get(shared, &addrs, &key, deadline).await;
+        let got = workload::final_get(shared, &addrs, &key, deadline, &mut failures).await;
         let value = got.map(|(_, _, v)| v.unwrap_or_default());
         shared.history().final_appends.push((key, value));
+    }
+    for (addr, failure) in failures {
+        let node = cluster
+            .ids()
+            .into_iter()
+            .find(|&id| cluster.addrs(id).map(|a| a.client) == Some(addr));
+        eprintln!("final reads: node {node:?} at {addr}, last failure: {failure}");
     }
 }
 

@@ -55,6 +55,9 @@ pub struct Shared {
     /// connection's reads on this node never go back (docs/server.md,
     /// "Consistency").
     retired_applied: Mutex<HashMap<u64, u64>>,
+    /// Since when the membership driver has waited for each unwanted
+    /// learner (group, node) to acknowledge (`membership::stale_learners`).
+    pub(crate) unacked_learners: Mutex<HashMap<(u64, NodeId), std::time::Instant>>,
     next_connection: AtomicU64,
     /// A per-process random base for client ids, so ids never repeat
     /// across restarts (dedup records outlive connections).
@@ -413,6 +416,7 @@ impl Server {
             map_changed,
             leaders: Mutex::new(HashMap::new()),
             retired_applied: Mutex::new(HashMap::new()),
+            unacked_learners: Mutex::new(HashMap::new()),
             next_connection: AtomicU64::new(0),
             client_id_base: random_u64() & !0xFFFF_FFFF,
             started_at: std::time::Instant::now(),
