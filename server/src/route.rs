@@ -307,6 +307,10 @@ impl Shared {
         hops: u8,
     ) -> Result<Frame, Miss> {
         let Some(addr) = self.raft_addr_of(node) else {
+            // A leader hint naming a node that left the map would be
+            // followed on every retry, forever: drop it, so the next try
+            // asks a replica the map names.
+            self.forget_leader(group);
             return Err(Miss::Retry(format!(
                 "node {node} is not in the cluster map"
             )));
