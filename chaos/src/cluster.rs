@@ -1,8 +1,15 @@
 //! Real `cairn` processes on loopback, each behind the relays: start,
 //! SIGKILL, restart, SIGSTOP/SIGCONT, and their admin API (status, leader
-//! transfer).
+//! transfer, add-node, remove-node).
+//!
+//! The node set changes: besides the `n` nodes that start the cluster, a
+//! few spare ids get ports, certificates and relays up front (a node's
+//! `raft_dial` overrides are fixed when it starts, so every node must know
+//! the relay to every id it may ever dial). An id is a *member* (started
+//! and in the cluster map, as far as the harness made it) or *out*
+//! (stopped; its data directory is wiped before it joins again).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,6 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::relay::Relays;
+use crate::resp::{Conn, Reply};
 
 /// Largest admin reply read, bytes (a /status of a few dozen groups is
 /// tens of KiB).
@@ -34,7 +42,12 @@ pub enum NodeState {
 
 struct Node {
     addrs: Addrs,
+    /// The arguments of the next start: the first cluster's (`--peer`s)
+    /// until the node is wiped, `join_args` from then on.
     args: Vec<String>,
+    /// `cairn start --join`: no peers, waits to be added.
+    join_args: Vec<String>,
+    data_dir: PathBuf,
     child: Option<Child>,
     state: NodeState,
 }
@@ -45,14 +58,36 @@ pub struct GroupView {
     pub id: u64,
     pub first_slot: u16,
     pub last_slot: u16,
+    /// The map's wanted replicas (the meta group's: its voters).
     pub replicas: Vec<u64>,
     pub leader: Option<u64>,
+    /// This node's replica, if it hosts one.
+    pub local: Option<LocalView>,
+}
+
+/// A replica's own Raft membership, from /status.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LocalView {
+    pub leader: bool,
+    pub voters: BTreeSet<u64>,
+    pub learners: BTreeSet<u64>,
+}
+
+/// One node's /status: its map's epoch and nodes, and the groups.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StatusView {
+    pub epoch: u64,
+    pub nodes: BTreeSet<u64>,
+    pub groups: Vec<GroupView>,
 }
 
 pub struct Cluster {
     bin: PathBuf,
     dir: PathBuf,
     nodes: BTreeMap<u64, Node>,
+    members: BTreeSet<u64>,
+    /// Ids out of the cluster, longest out first.
+    out: VecDeque<u64>,
     pub relays: Relays,
 }
 
@@ -94,12 +129,20 @@ fn signal(pid: u32, sig: &str) -> Result<(), String> {
 impl Cluster {
     /// Makes certificates, starts the relays and `n` nodes (node 1
     /// bootstraps), and returns without waiting for them: see
-    /// [`Cluster::wait_ready`].
-    pub async fn start(bin: &Path, dir: &Path, n: u64, fsync: &str) -> Result<Cluster, String> {
+    /// [`Cluster::wait_ready`]. Ids `n + 1 ..= n + spares` are out, ready
+    /// to join.
+    pub async fn start(
+        bin: &Path,
+        dir: &Path,
+        n: u64,
+        spares: u64,
+        fsync: &str,
+    ) -> Result<Cluster, String> {
         let tls = dir.join("tls");
+        let all = n + spares;
         let mut certs = Command::new(bin);
         certs.arg("certs").arg("--out").arg(&tls);
-        for id in 1..=n {
+        for id in 1..=all {
             certs.arg("--node").arg(format!("{id}=127.0.0.1"));
         }
         let out = certs
@@ -112,7 +155,7 @@ impl Cluster {
             ));
         }
         let mut addrs = BTreeMap::new();
-        for id in 1..=n {
+        for id in 1..=all {
             let a = Addrs {
                 client: free_port(false)?,
                 admin: free_port(false)?,
@@ -124,55 +167,35 @@ impl Cluster {
         let relays = Relays::start(&raft).await?;
         let peers: Vec<String> = addrs
             .iter()
+            .filter(|&(&i, _)| i <= n)
             .map(|(i, a)| format!("{i}@{}@{}@{}", a.raft, a.client, a.admin))
             .collect();
         let mut nodes = BTreeMap::new();
         for (&id, &a) in &addrs {
-            let path = |p: PathBuf| p.to_string_lossy().into_owned();
-            let mut args: Vec<String> = [
-                "start",
-                "--node-id",
-                &id.to_string(),
-                "--data-dir",
-                &path(dir.join(format!("node-{id}"))),
-                "--listen",
-                &a.client.to_string(),
-                "--admin-listen",
-                &a.admin.to_string(),
-                "--raft-listen",
-                &a.raft.to_string(),
-                "--network",
-                "loopback",
-                "--bootstrap",
-                if id == 1 { "true" } else { "false" },
-                "--fsync",
-                fsync,
-                "--tls-ca",
-                &path(tls.join("ca.pem")),
-                "--tls-cert",
-                &path(tls.join(format!("node-{id}.pem"))),
-                "--tls-key",
-                &path(tls.join(format!("node-{id}-key.pem"))),
-                "--memory-mb",
-                "64",
-            ]
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect();
-            for p in &peers {
-                args.extend(["--peer".to_owned(), p.clone()]);
-            }
+            let data_dir = dir.join(format!("node-{id}"));
+            let mut join_args = node_args(id, &a, &data_dir, &tls, fsync);
             for &to in addrs.keys().filter(|&&to| to != id) {
                 let front = relays
                     .front(id, to)
                     .ok_or_else(|| format!("no relay {id}->{to}"))?;
-                args.extend(["--raft-dial".to_owned(), format!("{to}@{front}")]);
+                join_args.extend(["--raft-dial".to_owned(), format!("{to}@{front}")]);
             }
+            let mut args = join_args.clone();
+            if id <= n {
+                let bootstrap = if id == 1 { "true" } else { "false" };
+                args.extend(["--bootstrap".to_owned(), bootstrap.to_owned()]);
+                for p in &peers {
+                    args.extend(["--peer".to_owned(), p.clone()]);
+                }
+            }
+            join_args.push("--join".to_owned());
             nodes.insert(
                 id,
                 Node {
                     addrs: a,
                     args,
+                    join_args,
+                    data_dir,
                     child: None,
                     state: NodeState::Killed,
                 },
@@ -182,6 +205,8 @@ impl Cluster {
             bin: bin.to_owned(),
             dir: dir.to_owned(),
             nodes,
+            members: (1..=n).collect(),
+            out: (n + 1..=all).collect(),
             relays,
         };
         for id in 1..=n {
@@ -216,8 +241,14 @@ impl Cluster {
         Ok(())
     }
 
+    /// The members: the nodes in the cluster (as the harness made it).
     pub fn ids(&self) -> Vec<u64> {
-        self.nodes.keys().copied().collect()
+        self.members.iter().copied().collect()
+    }
+
+    /// Ids out of the cluster, longest out first.
+    pub fn out(&self) -> Vec<u64> {
+        self.out.iter().copied().collect()
     }
 
     pub fn addrs(&self, id: u64) -> Option<Addrs> {
@@ -273,7 +304,7 @@ impl Cluster {
         Ok(())
     }
 
-    /// Every node running, every link up.
+    /// Every member running, every link up.
     pub fn heal_all(&mut self) -> Result<(), String> {
         self.relays.heal();
         for id in self.ids() {
@@ -300,8 +331,8 @@ impl Cluster {
         None
     }
 
-    /// The groups as node `id` sees them.
-    pub async fn status(&self, id: u64) -> Result<Vec<GroupView>, String> {
+    /// The map and groups as node `id` sees them.
+    pub async fn status(&self, id: u64) -> Result<StatusView, String> {
         let admin = self.addrs(id).ok_or_else(|| format!("no node {id}"))?.admin;
         let (code, body) = http(admin, "GET", "/status", Duration::from_secs(3)).await?;
         if code != 200 {
@@ -335,7 +366,7 @@ impl Cluster {
         let mut views = Vec::new();
         for id in self.ids() {
             if self.state(id) == Some(NodeState::Running) {
-                views.extend(self.status(id).await?);
+                views.extend(self.status(id).await?.groups);
             }
         }
         every_group_led(&views)
@@ -354,6 +385,179 @@ impl Cluster {
             Ok(())
         } else {
             Err(format!("transfer-leader: HTTP {code}: {}", body.trim()))
+        }
+    }
+    /// The /status of every running member but `except`, those that
+    /// answer.
+    pub async fn views(&self, except: Option<u64>) -> Vec<(u64, StatusView)> {
+        let mut views = Vec::new();
+        for id in self.ids() {
+            if Some(id) != except
+                && self.state(id) == Some(NodeState::Running)
+                && let Ok(v) = self.status(id).await
+            {
+                views.push((id, v));
+            }
+        }
+        views
+    }
+
+    /// Polls `check` over the members' views (but `except`'s) every
+    /// 250 ms until it passes or `timeout` is up.
+    async fn wait_views(
+        &self,
+        except: Option<u64>,
+        timeout: Duration,
+        check: impl Fn(&[(u64, StatusView)]) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let last = match check(&self.views(except).await) {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            if Instant::now() > deadline {
+                return Err(format!("after {timeout:?}: {last}"));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Waits until every group's membership is what the map wants
+    /// ([`settled`]).
+    pub async fn wait_settled(&self, timeout: Duration) -> Result<(), String> {
+        self.wait_views(None, timeout, settled)
+            .await
+            .map_err(|e| format!("membership not settled {e}"))
+    }
+
+    /// Asks a running member other than `not` to apply an admin change;
+    /// the first that answers decides (a 409 is final).
+    async fn admin_change(&self, not: u64, path: &str) -> Result<(), String> {
+        let mut last = "no running member to ask".to_owned();
+        for id in self.ids() {
+            if id == not || self.state(id) != Some(NodeState::Running) {
+                continue;
+            }
+            let Some(a) = self.addrs(id) else { continue };
+            // It answers once the meta group committed the new map.
+            match http(a.admin, "POST", path, Duration::from_secs(10)).await {
+                Ok((code, _)) if (200..300).contains(&code) => return Ok(()),
+                Ok((code, body)) => {
+                    last = format!("node {id}: HTTP {code}: {}", body.trim());
+                    if code == 409 {
+                        break;
+                    }
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(format!("POST {path}: {last}"))
+    }
+
+    /// Brings out-id `id` in: once no member counts it any more
+    /// ([`absent`]), wipes its data directory, starts it with `--join` and
+    /// asks a member to add it; returns when every running member's map
+    /// has it. Each wait is bounded by `timeout`. On an error before the
+    /// add it is out again.
+    pub async fn join(&mut self, id: u64, timeout: Duration) -> Result<(), String> {
+        if !self.out.contains(&id) {
+            return Err(format!("node {id} is not out"));
+        }
+        self.wait_views(Some(id), timeout, |v| absent(v, id))
+            .await
+            .map_err(|e| format!("node {id} still counted {e}"))?;
+        let node = self
+            .nodes
+            .get_mut(&id)
+            .ok_or_else(|| format!("no node {id}"))?;
+        match std::fs::remove_dir_all(&node.data_dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("wipe {}: {e}", node.data_dir.display())),
+        }
+        node.args = node.join_args.clone();
+        let a = node.addrs;
+        self.spawn(id)?;
+        self.members.insert(id);
+        self.out.retain(|&o| o != id);
+        let added = self.add(id, a, timeout).await;
+        if added.is_err() {
+            let _ = self.kill(id);
+            self.members.remove(&id);
+            self.out.push_back(id);
+        }
+        added
+    }
+
+    async fn add(&self, id: u64, a: Addrs, timeout: Duration) -> Result<(), String> {
+        // It must be up before the meta leader tries to replicate to it.
+        let deadline = Instant::now() + timeout;
+        while self.status(id).await.is_err() {
+            if Instant::now() > deadline {
+                return Err(format!("node {id} did not start within {timeout:?}"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let path = format!(
+            "/admin/add-node?id={id}&raft={}&client={}&admin={}",
+            a.raft, a.client, a.admin
+        );
+        self.admin_change(id, &path).await?;
+        self.wait_views(Some(id), timeout, |views| {
+            match views.iter().find(|(_, v)| !v.nodes.contains(&id)) {
+                Some((n, _)) => Err(format!("node {n}'s map lacks node {id}")),
+                None => Ok(()),
+            }
+        })
+        .await
+        .map_err(|e| format!("node {id} added but not in every map {e}"))
+    }
+
+    /// Takes member `id` out: asks another member to remove it, waits
+    /// (up to `timeout`) until no other member counts it, then SIGKILLs
+    /// it. Once the removal is asked it is out, in time or not; an error
+    /// then says which wait ran out.
+    pub async fn leave(&mut self, id: u64, timeout: Duration) -> Result<(), String> {
+        if !self.members.contains(&id) {
+            return Err(format!("node {id} is not a member"));
+        }
+        self.admin_change(id, &format!("/admin/remove-node?id={id}"))
+            .await?;
+        let gone = self
+            .wait_views(Some(id), timeout, |v| absent(v, id))
+            .await
+            .map_err(|e| format!("node {id} removed but still counted {e}"));
+        // A paused node must not be left stopped: SIGKILL ends it either way.
+        self.kill(id)?;
+        self.members.remove(&id);
+        self.out.push_back(id);
+        gone
+    }
+
+    /// Whether member `id` answers a default (linearizable) GET within
+    /// `timeout`.
+    pub async fn serves(&self, id: u64, timeout: Duration) -> Result<(), String> {
+        let a = self.addrs(id).ok_or_else(|| format!("no node {id}"))?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let last = match Conn::connect(a.client, Duration::from_secs(1)).await {
+                Ok(mut c) => match c
+                    .call(&[b"GET", b"chaos-probe"], Duration::from_secs(3))
+                    .await
+                {
+                    Ok(Reply::Bulk(_)) => return Ok(()),
+                    Ok(other) => format!("{other:?}"),
+                    Err(e) => e,
+                },
+                Err(e) => e,
+            };
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "node {id} does not serve after {timeout:?}: {last}"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
 }
@@ -375,35 +579,151 @@ fn every_group_led(views: &[GroupView]) -> Result<(), String> {
     }
 }
 
-fn parse_status(body: &str) -> Result<Vec<GroupView>, String> {
-    let v: serde_json::Value =
-        serde_json::from_str(body).map_err(|e| format!("bad /status JSON: {e}"))?;
+fn parse_status(body: &str) -> Result<StatusView, String> {
+    use serde_json::Value;
+    let v: Value = serde_json::from_str(body).map_err(|e| format!("bad /status JSON: {e}"))?;
     let groups = v
         .get("groups")
-        .and_then(serde_json::Value::as_array)
+        .and_then(Value::as_array)
         .ok_or("/status without groups")?;
-    let slot = |g: &serde_json::Value, i: usize| {
+    let ids = |v: Option<&Value>| -> Vec<u64> {
+        v.and_then(Value::as_array)
+            .map(|r| r.iter().filter_map(Value::as_u64).collect())
+            .unwrap_or_default()
+    };
+    let slot = |g: &Value, i: usize| {
         g.get("slots")
             .and_then(|s| s.get(i))
-            .and_then(serde_json::Value::as_u64)
+            .and_then(Value::as_u64)
             .and_then(|s| u16::try_from(s).ok())
             .unwrap_or(0)
     };
-    let views = groups
+    let local = |l: &Value| LocalView {
+        leader: l.get("state").and_then(Value::as_str) == Some("leader"),
+        voters: ids(l.get("voters")).into_iter().collect(),
+        learners: ids(l.get("learners")).into_iter().collect(),
+    };
+    let groups = groups
         .iter()
         .map(|g| GroupView {
-            id: g.get("id").and_then(serde_json::Value::as_u64).unwrap_or(0),
+            id: g.get("id").and_then(Value::as_u64).unwrap_or(0),
             first_slot: slot(g, 0),
             last_slot: slot(g, 1),
-            replicas: g
-                .get("replicas")
-                .and_then(serde_json::Value::as_array)
-                .map(|r| r.iter().filter_map(serde_json::Value::as_u64).collect())
-                .unwrap_or_default(),
-            leader: g.get("leader").and_then(serde_json::Value::as_u64),
+            replicas: ids(g.get("replicas")),
+            leader: g.get("leader").and_then(Value::as_u64),
+            local: g.get("local").filter(|l| !l.is_null()).map(local),
         })
         .collect();
-    Ok(views)
+    let nodes = v
+        .get("nodes")
+        .and_then(Value::as_array)
+        .map(|n| {
+            n.iter()
+                .filter_map(|n| n.get("id").and_then(Value::as_u64))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(StatusView {
+        epoch: v.get("epoch").and_then(Value::as_u64).unwrap_or(0),
+        nodes,
+        groups,
+    })
+}
+
+/// Whether no view counts `id` in the map or in any replica's
+/// membership: then no group can count on its vote, and its disk may be
+/// wiped before it joins again (a node that forgets its vote while a
+/// group still counts it could vote twice in one term).
+pub fn absent(views: &[(u64, StatusView)], id: u64) -> Result<(), String> {
+    for (node, view) in views {
+        if view.nodes.contains(&id) {
+            return Err(format!(
+                "node {node}'s map (epoch {}) has node {id}",
+                view.epoch
+            ));
+        }
+        for g in &view.groups {
+            if let Some(l) = &g.local
+                && (l.voters.contains(&id) || l.learners.contains(&id))
+            {
+                return Err(format!(
+                    "node {node}'s replica of group {} counts node {id}",
+                    g.id
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether every group's Raft membership is what the map wants, as its
+/// leader sees it: a data group's voters are its replicas; the meta
+/// group's voters are the meta voters and every other node of the map a
+/// learner; no other learners. All views must share one map epoch.
+pub fn settled(views: &[(u64, StatusView)]) -> Result<(), String> {
+    let Some((first, map)) = views.first() else {
+        return Err("no node answered".to_owned());
+    };
+    if let Some((node, v)) = views.iter().find(|(_, v)| v.epoch != map.epoch) {
+        return Err(format!(
+            "node {node} has map epoch {}, node {first} {}",
+            v.epoch, map.epoch
+        ));
+    }
+    for g in &map.groups {
+        let wanted: BTreeSet<u64> = g.replicas.iter().copied().collect();
+        let learners: BTreeSet<u64> = if g.id == 0 {
+            map.nodes.difference(&wanted).copied().collect()
+        } else {
+            BTreeSet::new()
+        };
+        let leader = views
+            .iter()
+            .flat_map(|(_, v)| &v.groups)
+            .filter(|v| v.id == g.id)
+            .find_map(|v| v.local.as_ref().filter(|l| l.leader))
+            .ok_or_else(|| format!("group {} has no leader among the answers", g.id))?;
+        if leader.voters != wanted || leader.learners != learners {
+            return Err(format!(
+                "group {}: voters {:?} learners {:?}, want {wanted:?} {learners:?}",
+                g.id, leader.voters, leader.learners
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The arguments every start of node `id` shares.
+fn node_args(id: u64, a: &Addrs, data_dir: &Path, tls: &Path, fsync: &str) -> Vec<String> {
+    let path = |p: &Path| p.to_string_lossy().into_owned();
+    [
+        "start",
+        "--node-id",
+        &id.to_string(),
+        "--data-dir",
+        &path(data_dir),
+        "--listen",
+        &a.client.to_string(),
+        "--admin-listen",
+        &a.admin.to_string(),
+        "--raft-listen",
+        &a.raft.to_string(),
+        "--network",
+        "loopback",
+        "--fsync",
+        fsync,
+        "--tls-ca",
+        &path(&tls.join("ca.pem")),
+        "--tls-cert",
+        &path(&tls.join(format!("node-{id}.pem"))),
+        "--tls-key",
+        &path(&tls.join(format!("node-{id}-key.pem"))),
+        "--memory-mb",
+        "64",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect()
 }
 
 /// A one-shot HTTP/1.1 request, bounded by `timeout` (a paused node must
@@ -495,6 +815,7 @@ mod tests {
             last_slot: 0,
             replicas: vec![1, 2, 3],
             leader,
+            local: None,
         };
         assert!(every_group_led(&[]).is_err());
         assert!(every_group_led(&[view(0, Some(1))]).is_err());
@@ -506,10 +827,83 @@ mod tests {
     #[test]
     fn status_json_is_read() {
         // The fields /status has (server/src/admin.rs).
-        let body = r#"{"node":1,"ready":true,"groups":[{"id":0,"slots":[0,0],"replicas":[1,2,3],"leader":1},{"id":1,"slots":[0,5460],"replicas":[1,2,3],"leader":null}]}"#;
-        let groups = parse_status(body).unwrap();
-        assert_eq!(groups[1].last_slot, 5460);
-        assert_eq!(groups[1].leader, None);
-        assert_eq!(groups[0].leader, Some(1));
+        let body = r#"{"node":1,"ready":true,"epoch":4,"cluster_id":"c","nodes":[{"id":1},{"id":2},{"id":3}],"groups":[{"id":0,"slots":[0,0],"replicas":[1,2,3],"leader":1,"local":{"state":"leader","term":2,"applied":9,"last_log_index":9,"voters":[1,2,3],"learners":[4],"lag":{}}},{"id":1,"slots":[0,5460],"replicas":[1,2,3],"leader":null,"local":null}]}"#;
+        let view = parse_status(body).unwrap();
+        assert_eq!(view.epoch, 4);
+        assert_eq!(view.nodes, BTreeSet::from([1, 2, 3]));
+        assert_eq!(view.groups[1].last_slot, 5460);
+        assert_eq!(view.groups[1].leader, None);
+        assert_eq!(view.groups[1].local, None);
+        assert_eq!(view.groups[0].leader, Some(1));
+        let local = view.groups[0].local.as_ref().unwrap();
+        assert!(local.leader);
+        assert_eq!(local.learners, BTreeSet::from([4]));
+    }
+
+    /// A replica: whether it leads, its voters and learners.
+    type Local<'a> = Option<(bool, &'a [u64], &'a [u64])>;
+
+    /// A /status of one node: map `nodes`, and `groups` as (id, wanted
+    /// replicas, local replica).
+    fn node_view(epoch: u64, nodes: &[u64], groups: &[(u64, &[u64], Local<'_>)]) -> StatusView {
+        StatusView {
+            epoch,
+            nodes: nodes.iter().copied().collect(),
+            groups: groups
+                .iter()
+                .map(|&(id, replicas, local)| GroupView {
+                    id,
+                    first_slot: 0,
+                    last_slot: 0,
+                    replicas: replicas.to_vec(),
+                    leader: None,
+                    local: local.map(|(leader, voters, learners)| LocalView {
+                        leader,
+                        voters: voters.iter().copied().collect(),
+                        learners: learners.iter().copied().collect(),
+                    }),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_node_is_absent_only_once_no_map_and_no_replica_counts_it() {
+        // Wiping a node that some replica still counts as a member could
+        // let it vote twice in one term, so both the map and every local
+        // membership must have dropped it.
+        let out = node_view(5, &[1, 2], &[(0, &[1, 2], Some((true, &[1, 2], &[])))]);
+        assert!(absent(&[(1, out.clone())], 3).is_ok());
+        let in_map = node_view(5, &[1, 2, 3], &[(0, &[1, 2], Some((true, &[1, 2], &[])))]);
+        assert!(absent(&[(1, out.clone()), (2, in_map)], 3).is_err());
+        let learner = node_view(5, &[1, 2], &[(4, &[1, 2], Some((false, &[1, 2], &[3])))]);
+        assert!(absent(&[(1, out), (2, learner)], 3).is_err());
+    }
+
+    #[test]
+    fn settled_needs_every_leader_to_have_the_wanted_members() {
+        // Meta group: voters are the meta voters, every other map node a
+        // learner; data group: voters are its replicas.
+        let meta_ok = (0, &[1, 2, 3][..], Some((true, &[1, 2, 3][..], &[4][..])));
+        let data_ok = (1, &[2, 3, 4][..], Some((true, &[2, 3, 4][..], &[][..])));
+        let follower = (1, &[2, 3, 4][..], Some((false, &[1, 2, 3][..], &[][..])));
+        let nodes = [1, 2, 3, 4];
+        let one = node_view(7, &nodes, &[meta_ok, follower]);
+        let two = node_view(7, &nodes, &[meta_ok, data_ok]);
+        assert!(settled(&[(1, one.clone()), (2, two.clone())]).is_ok());
+        // No leader of group 1 answered.
+        assert!(settled(&[(1, one.clone())]).is_err());
+        // A node on an older map.
+        let old = node_view(6, &nodes, &[meta_ok, data_ok]);
+        assert!(settled(&[(1, one.clone()), (2, old)]).is_err());
+        // The leader still has node 1 as a voter.
+        let moving = (1, &[2, 3, 4][..], Some((true, &[1, 2, 3, 4][..], &[][..])));
+        let three = node_view(7, &nodes, &[meta_ok, moving]);
+        assert!(settled(&[(1, one.clone()), (3, three)]).is_err());
+        // Node 4 joined the map but is not yet a meta learner.
+        let meta_short = (0, &[1, 2, 3][..], Some((true, &[1, 2, 3][..], &[][..])));
+        let four = node_view(7, &nodes, &[meta_short, data_ok]);
+        assert!(settled(&[(4, four)]).is_err());
+        assert!(settled(&[]).is_err());
     }
 }

@@ -7,12 +7,25 @@
 //! doing, so two runs with one seed share their schedule, not their exact
 //! history.
 //!
-//! Membership faults (add a node, remove one, wipe a node's disk and add
-//! it back) need `cairn admin add-node/remove-node`, which do not exist
-//! yet; they become further variants here with their own undo.
+//! Membership faults change the node set through the admin API
+//! (`add-node`, `remove-node`) while the clients run: a node joins and one
+//! (maybe the same) leaves, or a node leaves, has its disk wiped and joins
+//! again under its old id. The node set a step leaves behind is the one
+//! later faults pick from, so kills, pauses and partitions also hit nodes
+//! that joined. Every wait of a membership step is bounded
+//! ([`MEMBERSHIP_WAIT`]); one that runs out is a problem of the run, not
+//! a hang.
+
+use std::time::Duration;
 
 use crate::cluster::{Cluster, GroupView, NodeState, slot};
 use crate::rng::Rng;
+
+/// The bound of each wait of a membership step: a removed node no longer
+/// counted by any group, a joined node in every map, every group's
+/// membership settled after a join (a debug build moves 9 groups' replicas
+/// by snapshot in well under a minute on 2 cores).
+pub const MEMBERSHIP_WAIT: Duration = Duration::from_secs(90);
 
 /// One fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +49,15 @@ pub enum Fault {
     Bridge,
     /// Move a key's group leadership to another replica under load.
     TransferLeader,
+    /// A node that is out (a fresh id at first) joins with `--join` and an
+    /// empty disk; after the hold a random member (perhaps that one)
+    /// leaves and is stopped. The cluster keeps its size.
+    AddRemove,
+    /// A random member leaves and is stopped; its data directory is wiped
+    /// and, after the hold, it joins again under the same id, catches up
+    /// by snapshot and must serve. The cluster is one node short during
+    /// the hold (with 3 nodes: 2, and every group runs on 2 replicas).
+    WipeAndReAdd,
 }
 
 /// The kinds the command line chooses from (`--faults kill,pause,...`).
@@ -45,6 +67,7 @@ pub enum Class {
     Pause,
     Partition,
     Transfer,
+    Membership,
 }
 
 impl Class {
@@ -54,8 +77,9 @@ impl Class {
             "pause" => Ok(Class::Pause),
             "partition" => Ok(Class::Partition),
             "transfer" => Ok(Class::Transfer),
+            "membership" => Ok(Class::Membership),
             _ => Err(format!(
-                "unknown fault class {name:?} (kill, pause, partition, transfer)"
+                "unknown fault class {name:?} (kill, pause, partition, transfer, membership)"
             )),
         }
     }
@@ -66,6 +90,7 @@ impl Class {
             Class::Pause => &[Fault::PauseLeader, Fault::PauseRandom],
             Class::Partition => &[Fault::IsolateLeader, Fault::MajorityMinority, Fault::Bridge],
             Class::Transfer => &[Fault::TransferLeader],
+            Class::Membership => &[Fault::AddRemove, Fault::WipeAndReAdd],
         }
     }
 }
@@ -77,6 +102,7 @@ impl Fault {
             Fault::PauseLeader | Fault::PauseRandom => Class::Pause,
             Fault::IsolateLeader | Fault::MajorityMinority | Fault::Bridge => Class::Partition,
             Fault::TransferLeader => Class::Transfer,
+            Fault::AddRemove | Fault::WipeAndReAdd => Class::Membership,
         }
     }
 
@@ -90,6 +116,8 @@ impl Fault {
             Fault::MajorityMinority => "majority-minority",
             Fault::Bridge => "bridge",
             Fault::TransferLeader => "transfer-leader",
+            Fault::AddRemove => "add-remove",
+            Fault::WipeAndReAdd => "wipe-readd",
         }
     }
 }
@@ -124,6 +152,11 @@ pub enum Undo {
     Resume(u64),
     Heal,
     Nothing,
+    /// Take the member out (remove, wait, SIGKILL).
+    Leave(u64),
+    /// Bring the node in again (wipe, `--join`, add) and wait until it
+    /// is a caught-up replica that serves.
+    Rejoin(u64),
 }
 
 /// The leader of the group holding `key`, as the first running node that
@@ -135,11 +168,12 @@ async fn leader_of(cluster: &Cluster, key: &str) -> Option<(GroupView, u64)> {
         if cluster.state(id) != Some(NodeState::Running) {
             continue;
         }
-        let Ok(groups) = cluster.status(id).await else {
+        let Ok(view) = cluster.status(id).await else {
             continue;
         };
         // Group 0 is the meta group: it holds no slots.
-        let found = groups
+        let found = view
+            .groups
             .into_iter()
             .find(|g| g.id != 0 && g.first_slot <= s && s <= g.last_slot);
         if let Some(group) = found
@@ -228,10 +262,29 @@ pub async fn inject(
                 Undo::Nothing,
             ))
         }
+        Fault::AddRemove => {
+            let joining = *cluster.out().first().ok_or("no node id is out")?;
+            cluster.join(joining, MEMBERSHIP_WAIT).await?;
+            let leaving = *rng.pick(&cluster.ids()).ok_or("no member")?;
+            Ok((
+                format!("node {joining} joined; node {leaving} leaves after the hold"),
+                Undo::Leave(leaving),
+            ))
+        }
+        Fault::WipeAndReAdd => {
+            if nodes.len() < 3 {
+                return Err(format!("only {} members", nodes.len()));
+            }
+            cluster.leave(random, MEMBERSHIP_WAIT).await?;
+            Ok((
+                format!("node {random} left; wiped, it joins again after the hold"),
+                Undo::Rejoin(random),
+            ))
+        }
     }
 }
 
-pub fn undo(cluster: &mut Cluster, undo: &Undo) -> Result<(), String> {
+pub async fn undo(cluster: &mut Cluster, undo: &Undo) -> Result<(), String> {
     match *undo {
         Undo::Restart(id) => cluster.restart(id),
         Undo::Resume(id) => cluster.resume(id),
@@ -240,5 +293,83 @@ pub fn undo(cluster: &mut Cluster, undo: &Undo) -> Result<(), String> {
             Ok(())
         }
         Undo::Nothing => Ok(()),
+        Undo::Leave(id) => cluster.leave(id, MEMBERSHIP_WAIT).await,
+        Undo::Rejoin(id) => {
+            cluster.join(id, MEMBERSHIP_WAIT).await?;
+            cluster.wait_settled(MEMBERSHIP_WAIT).await?;
+            cluster.serves(id, MEMBERSHIP_WAIT).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [Fault; 10] = [
+        Fault::KillLeader,
+        Fault::KillRandom,
+        Fault::PauseLeader,
+        Fault::PauseRandom,
+        Fault::IsolateLeader,
+        Fault::MajorityMinority,
+        Fault::Bridge,
+        Fault::TransferLeader,
+        Fault::AddRemove,
+        Fault::WipeAndReAdd,
+    ];
+
+    #[test]
+    fn every_class_parses_and_owns_its_faults() {
+        // `--faults` names map to classes, and each fault belongs to the
+        // class that lists it (the summary counts by class).
+        for name in ["kill", "pause", "partition", "transfer", "membership"] {
+            let class = Class::parse(name).unwrap();
+            assert!(!class.faults().is_empty());
+            for f in class.faults() {
+                assert_eq!(f.class(), class, "{f:?}");
+            }
+        }
+        assert!(Class::parse("members").unwrap_err().contains("membership"));
+        for f in ALL {
+            assert!(f.class().faults().contains(&f), "{f:?}");
+        }
+        let names: std::collections::BTreeSet<_> = ALL.iter().map(|f| f.name()).collect();
+        assert_eq!(names.len(), ALL.len(), "fault names must be distinct");
+    }
+
+    #[test]
+    fn random_steps_stay_in_the_chosen_classes_and_reach_both_membership_faults() {
+        // One seed gives one schedule; a membership-only schedule holds
+        // only membership faults, both kinds, with bounded hold and rest.
+        let steps = |seed| {
+            let mut rng = Rng::new(seed);
+            (0..200)
+                .map(|_| random_step(&mut rng, &[Class::Membership]).unwrap())
+                .collect::<Vec<_>>()
+        };
+        let a = steps(21);
+        assert_eq!(a, steps(21));
+        assert!(a.iter().all(|s| s.fault.class() == Class::Membership));
+        for f in [Fault::AddRemove, Fault::WipeAndReAdd] {
+            assert!(a.iter().any(|s| s.fault == f), "{f:?} never chosen");
+        }
+        assert!(
+            a.iter()
+                .all(|s| (1_500..=6_000).contains(&s.hold_ms)
+                    && (1_000..=4_000).contains(&s.rest_ms))
+        );
+        let mut rng = Rng::new(1);
+        assert_eq!(random_step(&mut rng, &[]), None);
+        let mixed: Vec<Step> = (0..500)
+            .map(|_| random_step(&mut rng, &[Class::Kill, Class::Membership]).unwrap())
+            .collect();
+        assert!(mixed.iter().any(|s| s.fault.class() == Class::Kill));
+        assert!(mixed.iter().any(|s| s.fault.class() == Class::Membership));
+        assert!(
+            mixed
+                .iter()
+                .all(|s| matches!(s.fault.class(), Class::Kill | Class::Membership))
+        );
     }
 }

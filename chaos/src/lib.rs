@@ -2,7 +2,8 @@
 //! tests and Jepsen: real `cairn` processes on loopback, concurrent Redis
 //! clients, faults on a seeded schedule (SIGKILL and restart, SIGSTOP and
 //! SIGCONT, partitions made by UDP relays on every link, leader
-//! transfers), then healing and a judgement of the recorded history.
+//! transfers, nodes joining, leaving, and wiped and re-added), then
+//! healing and a judgement of the recorded history.
 //!
 //! The tree follows a run: `cluster` starts the processes behind the
 //! `relay`s, `workload` drives the clients over `resp` and records a

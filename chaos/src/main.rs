@@ -13,7 +13,7 @@ use cairn_chaos::RunConfig;
 use cairn_chaos::fault::Class;
 
 const USAGE: &str = "usage: cairn-chaos [--seed N] [--minutes M | --seconds S] [--nodes 3|5]
-    [--faults kill,pause,partition,transfer] [--clients N] [--follower-clients N]
+    [--faults kill,pause,partition,transfer,membership] [--clients N] [--follower-clients N]
     [--fsync always|never] [--op-timeout-ms N] [--dir PATH] [--keep] [--cairn-bin PATH]
     [--self-test follower-reads-linearizable]";
 
@@ -146,4 +146,43 @@ fn number<T: std::str::FromStr>(arg: &str, value: &str) -> Result<T, String> {
     value
         .parse()
         .map_err(|_| format!("{arg}: {value:?} is not a number"))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+
+    fn args(line: &str) -> Vec<String> {
+        line.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn faults_option_selects_classes_including_membership() {
+        // `--faults` takes any subset of the classes, membership included;
+        // an unknown class is an error naming the valid ones.
+        let (config, _) = parse(args(
+            "--cairn-bin /bin/true --faults kill,pause,partition,transfer,membership --nodes 5",
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            config.classes,
+            vec![
+                Class::Kill,
+                Class::Pause,
+                Class::Partition,
+                Class::Transfer,
+                Class::Membership
+            ]
+        );
+        assert_eq!(config.nodes, 5);
+        let (config, _) = parse(args("--cairn-bin /bin/true --faults membership"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(config.classes, vec![Class::Membership]);
+        let bad = parse(args("--cairn-bin /bin/true --faults kill,wipe")).unwrap_err();
+        assert!(bad.contains("membership"), "{bad}");
+    }
 }

@@ -24,6 +24,9 @@ pub struct RunConfig {
     pub seed: u64,
     /// 3 or 5.
     pub nodes: u64,
+    /// Further node ids that membership faults bring in (ports,
+    /// certificates and relays are made for them up front).
+    pub spares: u64,
     /// Workload time (startup, healing and checking come on top).
     pub duration: Duration,
     /// Steps run first, in order, all of them; then random steps from
@@ -53,6 +56,7 @@ impl RunConfig {
             dir,
             seed,
             nodes: 3,
+            spares: 2,
             duration: Duration::from_secs(60),
             fixed: Vec::new(),
             classes: vec![Class::Kill, Class::Pause, Class::Partition, Class::Transfer],
@@ -139,8 +143,14 @@ async fn run_async(config: &RunConfig) -> Result<Report, String> {
         .map_err(|e| format!("create {}: {e}", config.dir.display()))?;
     let t0 = Instant::now();
     let mut rng = Rng::new(config.seed);
-    let mut cluster =
-        Cluster::start(&config.cairn_bin, &config.dir, config.nodes, &config.fsync).await?;
+    let mut cluster = Cluster::start(
+        &config.cairn_bin,
+        &config.dir,
+        config.nodes,
+        config.spares,
+        &config.fsync,
+    )
+    .await?;
     cluster.wait_ready(Duration::from_secs(120)).await?;
     log(
         t0,
@@ -169,6 +179,13 @@ async fn run_async(config: &RunConfig) -> Result<Report, String> {
     }
     if let Err(e) = cluster.wait_ready(Duration::from_secs(60)).await {
         report.problems.push(format!("after healing: {e}"));
+    }
+    if report.injected(Class::Membership) > 0 {
+        // Every node that joined must have become a full replica.
+        match cluster.wait_settled(fault::MEMBERSHIP_WAIT).await {
+            Ok(()) => log(t0, &format!("members {:?} settled", cluster.ids())),
+            Err(e) => report.problems.push(format!("after healing: {e}")),
+        }
     }
     final_reads(&cluster, &shared).await;
     while let Some((id, status)) = cluster.crashed() {
@@ -269,12 +286,22 @@ async fn schedule(
                 );
                 report.faults.push((step.fault, what));
                 tokio::time::sleep(Duration::from_millis(step.hold_ms)).await;
-                if let Err(e) = fault::undo(cluster, &undo) {
-                    report.problems.push(format!("undo {undo:?}: {e}"));
+                match fault::undo(cluster, &undo).await {
+                    Ok(()) => log(t0, &format!("undone: {undo:?}")),
+                    Err(e) => {
+                        log(t0, &format!("undo {undo:?}: {e}"));
+                        report.problems.push(format!("undo {undo:?}: {e}"));
+                    }
                 }
             }
             Err(e) => {
                 log(t0, &format!("{}: not injected: {e}", step.fault.name()));
+                // A membership step's waits are bounded; one that runs
+                // out is a finding (a node that never leaves or catches
+                // up), not a skipped fault.
+                if step.fault.class() == Class::Membership {
+                    report.problems.push(format!("{}: {e}", step.fault.name()));
+                }
                 tokio::time::sleep(Duration::from_millis(step.hold_ms)).await;
             }
         }
@@ -299,10 +326,11 @@ async fn final_reads(cluster: &Cluster, shared: &Shared) {
         .filter_map(|id| cluster.addrs(id).map(|a| a.client))
         .collect();
     let deadline = Instant::now() + Duration::from_secs(60);
+    let mut failures = BTreeMap::new();
     let (registers, counters, appends) = shared.keys_used();
     for key in registers {
         if let Some((invoke_ns, complete_ns, v)) =
-            workload::final_get(shared, &addrs, &key, deadline).await
+            workload::final_get(shared, &addrs, &key, deadline, &mut failures).await
         {
             shared.history().registers.push(RegRecord {
                 client: 0,
@@ -314,7 +342,7 @@ async fn final_reads(cluster: &Cluster, shared: &Shared) {
         }
     }
     for key in counters {
-        let got = workload::final_get(shared, &addrs, &key, deadline).await;
+        let got = workload::final_get(shared, &addrs, &key, deadline, &mut failures).await;
         // A missing key is 0; a value that is no integer is out of every
         // bound, so the check reports it.
         let value = got.map(|(_, _, v)| {
@@ -328,9 +356,16 @@ async fn final_reads(cluster: &Cluster, shared: &Shared) {
         shared.history().final_counters.push((key, value));
     }
     for key in appends {
-        let got = workload::final_get(shared, &addrs, &key, deadline).await;
+        let got = workload::final_get(shared, &addrs, &key, deadline, &mut failures).await;
         let value = got.map(|(_, _, v)| v.unwrap_or_default());
         shared.history().final_appends.push((key, value));
+    }
+    for (addr, failure) in failures {
+        let node = cluster
+            .ids()
+            .into_iter()
+            .find(|&id| cluster.addrs(id).map(|a| a.client) == Some(addr));
+        eprintln!("final reads: node {node:?} at {addr}, last failure: {failure}");
     }
 }
 

@@ -8,6 +8,7 @@
 //! is key `r{i}.{g}` where `g` counts `rotate_ops` writes to the slot; the
 //! same for append slots (`a{i}.{g}`). Counters are `c{i}`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -376,26 +377,35 @@ async fn follower_register(
 
 /// After healing: a linearizable GET of `key`, retried against each node
 /// in turn until `deadline`: invocation and completion time and value, or
-/// `None` if no node answered.
+/// `None` if no node answered. A node that did not answer leaves its last
+/// failure in `failures` (a node that keeps failing after healing is a
+/// finding).
 pub async fn final_get(
     shared: &Shared,
     addrs: &[SocketAddr],
     key: &str,
     deadline: Instant,
+    failures: &mut BTreeMap<SocketAddr, String>,
 ) -> Option<(u64, u64, Option<Vec<u8>>)> {
     let mut i = 0usize;
     while Instant::now() < deadline {
         let addr = *addrs.get(i % addrs.len().max(1))?;
         i += 1;
-        if let Ok(mut conn) = Conn::connect(addr, Duration::from_secs(1)).await {
-            let invoke_ns = shared.now_ns();
-            let reply = conn
-                .call(&[b"GET", key.as_bytes()], shared.op_timeout)
-                .await;
-            if let Ok(Reply::Bulk(v)) = reply {
-                return Some((invoke_ns, shared.now_ns(), v));
+        let failure = match Conn::connect(addr, Duration::from_secs(1)).await {
+            Ok(mut conn) => {
+                let invoke_ns = shared.now_ns();
+                let reply = conn
+                    .call(&[b"GET", key.as_bytes()], shared.op_timeout)
+                    .await;
+                match reply {
+                    Ok(Reply::Bulk(v)) => return Some((invoke_ns, shared.now_ns(), v)),
+                    Ok(other) => format!("GET {key}: {other:?}"),
+                    Err(e) => format!("GET {key}: {e}"),
+                }
             }
-        }
+            Err(e) => e,
+        };
+        failures.insert(addr, failure);
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     None

@@ -212,8 +212,14 @@ impl Shared {
                 _ => Err(Miss::Retry(format!("group {group_id} is not known yet"))),
             };
         };
+        // A READONLY read stays on this replica unless it is a new one,
+        // behind what a deleted replica of the group here already served:
+        // then it goes to the leader like a default read would.
         if caller.consistency == Consistency::Local && !op.is_write() {
-            return self.read_local(group_id, op);
+            let retired = self.retired_applied(group_id);
+            if retired == 0 || group.metrics().last_applied.map_or(0, |l| l.index) >= retired {
+                return self.read_local(group_id, op);
+            }
         }
         if !group.is_leader() {
             return match group.metrics().leader {
@@ -301,6 +307,10 @@ impl Shared {
         hops: u8,
     ) -> Result<Frame, Miss> {
         let Some(addr) = self.raft_addr_of(node) else {
+            // A leader hint naming a node that left the map would be
+            // followed on every retry, forever: drop it, so the next try
+            // asks a replica the map names.
+            self.forget_leader(group);
             return Err(Miss::Retry(format!(
                 "node {node} is not in the cluster map"
             )));

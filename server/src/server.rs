@@ -49,6 +49,15 @@ pub struct Shared {
     map: RwLock<Arc<ClusterMap>>,
     map_changed: watch::Sender<u64>,
     leaders: Mutex<HashMap<u64, NodeId>>,
+    /// Per data group, the applied index of the last replica of it this
+    /// process deleted. A replica created later (the map gave the group
+    /// back) serves READONLY reads only once it has applied as far, so a
+    /// connection's reads on this node never go back (docs/server.md,
+    /// "Consistency").
+    retired_applied: Mutex<HashMap<u64, u64>>,
+    /// Since when the membership driver has waited for each unwanted
+    /// learner (group, node) to acknowledge (`membership::stale_learners`).
+    pub(crate) unacked_learners: Mutex<HashMap<(u64, NodeId), std::time::Instant>>,
     next_connection: AtomicU64,
     /// A per-process random base for client ids, so ids never repeat
     /// across restarts (dedup records outlive connections).
@@ -71,6 +80,27 @@ impl Shared {
 
     pub fn subscribe_map(&self) -> watch::Receiver<u64> {
         self.map_changed.subscribe()
+    }
+
+    /// The applied index of the last deleted replica of `group` here (0
+    /// if none was deleted since this process started).
+    pub fn retired_applied(&self, group: u64) -> u64 {
+        let retired = self
+            .retired_applied
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        retired.get(&group).copied().unwrap_or(0)
+    }
+
+    /// Records that a replica of `group` that had applied up to `applied`
+    /// is being deleted (see `retired_applied`); only ever raises it.
+    pub fn note_retired(&self, group: u64, applied: u64) {
+        let mut retired = self
+            .retired_applied
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let entry = retired.entry(group).or_default();
+        *entry = (*entry).max(applied);
     }
 
     pub fn client_addr_of(&self, node: NodeId) -> Option<String> {
@@ -385,6 +415,8 @@ impl Server {
             map: RwLock::new(Arc::new(ClusterMap::default())),
             map_changed,
             leaders: Mutex::new(HashMap::new()),
+            retired_applied: Mutex::new(HashMap::new()),
+            unacked_learners: Mutex::new(HashMap::new()),
             next_connection: AtomicU64::new(0),
             client_id_base: random_u64() & !0xFFFF_FFFF,
             started_at: std::time::Instant::now(),

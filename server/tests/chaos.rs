@@ -1,8 +1,9 @@
 //! The short seeded fault-injection run (issue 7) that CI runs: three real
 //! `cairn` processes behind relays the harness controls, concurrent
-//! clients, and at least one kill, one pause and one partition. The
-//! history must pass every check (see `chaos/src/check/mod.rs`). Longer
-//! runs: `cargo run -p cairn-chaos` (docs/testing.md, "Fault injection").
+//! clients, and at least one kill, one pause, one partition and one
+//! membership change (a node wiped and added back). The history must pass
+//! every check (see `chaos/src/check/mod.rs`). Longer runs: `cargo run -p
+//! cairn-chaos` (docs/testing.md, "Fault injection").
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
@@ -12,9 +13,11 @@ use cairn_chaos::fault::{Class, Fault, Step};
 use cairn_chaos::{RunConfig, run};
 
 #[test]
-fn short_seeded_run_with_a_kill_a_pause_and_a_partition_finds_no_anomaly() {
-    // Each fault of the fixed schedule hits the leader of a workload key's
-    // group; the rest of the time is random faults. fsync stays `always`
+fn short_seeded_run_with_a_kill_a_pause_a_partition_and_a_wiped_node_finds_no_anomaly() {
+    // Each fault of the fixed schedule but the last hits the leader of a
+    // workload key's group; the last takes a node out, wipes it and adds
+    // it back (it must catch up and serve); the rest of the time is
+    // random faults. fsync stays `always`
     // (the default durability): the run is bounded by its schedule, not by
     // disk speed.
     let dir = tempfile::Builder::new()
@@ -32,6 +35,7 @@ fn short_seeded_run_with_a_kill_a_pause_and_a_partition_finds_no_anomaly() {
         step(Fault::PauseLeader, 2_500, 3_000),
         step(Fault::IsolateLeader, 3_500, 3_000),
         step(Fault::TransferLeader, 0, 2_000),
+        step(Fault::WipeAndReAdd, 1_000, 2_000),
     ];
     config.classes = vec![Class::Kill, Class::Pause, Class::Partition];
     config.duration = Duration::from_secs(30);
@@ -57,7 +61,12 @@ fn short_seeded_run_with_a_kill_a_pause_and_a_partition_finds_no_anomaly() {
         "{:?}",
         report.findings.unknown
     );
-    for class in [Class::Kill, Class::Pause, Class::Partition] {
+    for class in [
+        Class::Kill,
+        Class::Pause,
+        Class::Partition,
+        Class::Membership,
+    ] {
         assert!(
             report.injected(class) >= 1,
             "no {class:?}: {}",

@@ -247,3 +247,119 @@ async fn five_nodes_with_three_replicas_are_ready_and_serve_every_key() {
     }
     cluster.shutdown().await;
 }
+
+/// A READONLY read on a node whose replica of a group was deleted (the
+/// map moved it away) and later created again (the map gave it back) must
+/// never go back in time: the new replica, empty at first, does not serve
+/// READONLY reads until it has applied as far as the deleted one had; the
+/// read goes to the leader instead (`-MOVED` for a READONLY client).
+/// Found by cairn-chaos with membership faults (seed 21, 3 nodes): one
+/// READONLY connection read an append key's long value, then "".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readonly_reads_never_go_back_when_a_replica_is_deleted_and_recreated() {
+    let mut cluster = TestCluster::start(3).await;
+    let mut c = cluster.conn(1).await;
+    for i in 0..200 {
+        let _: () = c.set(format!("key:{i}"), i).await.unwrap();
+    }
+    // Node 4 joins: some replicas move to it, and their old nodes delete
+    // them, noting how far each had applied.
+    let four = cluster.start_joining_node().await;
+    let (code, body) = admin(
+        cluster.server(1).admin_addr(),
+        "POST",
+        &format!("/admin/add-node?{}", cluster.add_node_query(four)),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    wait_settled(&cluster, "join").await;
+    let map = cluster.server(1).shared.map();
+    let (node, group) = (1..=3)
+        .flat_map(|n| map.groups.keys().map(move |&g| (n, g)))
+        .find(|&(n, g)| cluster.server(n).shared.retired_applied(g) > 0)
+        .expect("node 4 took a replica from some node");
+    let (key, value) = (0..200)
+        .map(|i| (format!("key:{i}"), i))
+        .find(|(k, _)| {
+            let slot = cairn_server::slot::key_slot(k.as_bytes());
+            map.group_of_slot(slot).map(|(g, _)| g) == Some(group)
+        })
+        .expect("a key in the moved group");
+
+    // Node 4 leaves: with 3 nodes every node hosts every group again, so
+    // `node` has a new replica of `group`, caught up once settled.
+    let (code, body) = admin(
+        cluster.server(1).admin_addr(),
+        "POST",
+        &format!("/admin/remove-node?id={four}"),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    wait_settled(&cluster, "leave").await;
+    cluster.stop(four).await;
+    let mut ro = cluster.single(node).await;
+    let _: String = redis::cmd("READONLY").query_async(&mut ro).await.unwrap();
+    // It serves READONLY reads again once it has applied as far as the
+    // deleted replica had (a voter may still be catching up when the
+    // membership has settled).
+    let shared = &cluster.server(node).shared;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let got = loop {
+        match ro.get::<_, i64>(&key).await {
+            Ok(v) => break v,
+            Err(e) if Instant::now() < deadline => {
+                let applied = shared
+                    .node
+                    .group(group)
+                    .and_then(|g| g.metrics().last_applied);
+                eprintln!(
+                    "{e}: applied {applied:?}, retired {}",
+                    shared.retired_applied(group)
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("node {node} never serves group {group} again: {e}"),
+        }
+    };
+    assert_eq!(got, value);
+
+    // A replica behind what a deleted one served is not read from.
+    cluster.server(node).shared.note_retired(group, u64::MAX);
+    let behind: redis::RedisResult<i64> = ro.get(&key).await;
+    let e = behind.expect_err("a READONLY read from a replica behind its deleted predecessor");
+    assert_eq!(e.kind(), redis::ErrorKind::Moved, "{e:?}");
+    cluster.shutdown().await;
+}
+
+/// A node that does not host a group routes its requests by the leader it
+/// last heard of; once that node has left the map, the hint must be
+/// dropped, not followed on every retry. Found by cairn-chaos (seed 22,
+/// 5 nodes): after node 3 left, node 1 answered every request for group 2
+/// `-TRYAGAIN ... node 3 is not in the cluster map` for the rest of the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_hint_naming_a_node_that_left_the_map_is_dropped() {
+    let cluster = TestCluster::start(5).await;
+    let shared = &cluster.server(1).shared;
+    let map = shared.map();
+    let (&group, entry) = map
+        .groups
+        .iter()
+        .find(|(_, g)| !g.replicas.contains(&1))
+        .expect("with 5 nodes and 3 replicas some group is not on node 1");
+    let key = (0..100_000)
+        .map(|i| format!("hint:{i}"))
+        .find(|k| {
+            let slot = cairn_server::slot::key_slot(k.as_bytes());
+            (entry.first_slot..=entry.last_slot).contains(&slot)
+        })
+        .unwrap();
+    let mut writer = cluster.conn(2).await;
+    let () = writer.set(&key, 7).await.unwrap();
+    // Node 99 is in no map: as if the group's last known leader had left.
+    shared.note_leader(group, 99);
+    let mut c = cluster.conn(1).await;
+    let got: i64 = c.get(&key).await.unwrap();
+    assert_eq!(got, 7);
+    assert_ne!(shared.leader_hint(group), Some(99));
+    cluster.shutdown().await;
+}
