@@ -66,6 +66,11 @@ pub(crate) fn encode_trailer(seq: u64, kind: ValueKind) -> [u8; TRAILER_LEN] {
     pack(seq, kind as u8).to_be_bytes()
 }
 
+/// The trailer of `lookup_key(_, seq)`.
+pub(crate) fn lookup_trailer(seq: u64) -> [u8; TRAILER_LEN] {
+    pack(seq, KIND_FOR_SEEK).to_be_bytes()
+}
+
 pub(crate) fn make_internal_key(user_key: &[u8], seq: u64, kind: ValueKind) -> Vec<u8> {
     let mut k = Vec::with_capacity(user_key.len() + TRAILER_LEN);
     append_internal_key(&mut k, user_key, seq, kind);
@@ -78,7 +83,7 @@ pub(crate) fn make_internal_key(user_key: &[u8], seq: u64, kind: ValueKind) -> V
 pub(crate) fn lookup_key(user_key: &[u8], seq: u64) -> Vec<u8> {
     let mut k = Vec::with_capacity(user_key.len() + TRAILER_LEN);
     k.extend_from_slice(user_key);
-    k.extend_from_slice(&pack(seq, KIND_FOR_SEEK).to_be_bytes());
+    k.extend_from_slice(&lookup_trailer(seq));
     k
 }
 

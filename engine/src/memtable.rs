@@ -11,6 +11,7 @@ use crate::error::Result;
 use crate::iter::{Direction, InternalIterator};
 use crate::key::{self, ValueKind};
 use crate::range_del::RangeTombstone;
+use crate::util::hash::hash64;
 use crossbeam_skiplist::SkipMap;
 use std::cmp::Ordering;
 use std::ops::Bound;
@@ -65,6 +66,15 @@ impl MemKey {
     /// The internal key of `(user_key, seq, kind)`, built in place: the
     /// write path makes one per update, so a short key costs no allocation.
     fn from_parts(user_key: &[u8], seq: u64, kind: ValueKind) -> Self {
+        Self::with_trailer(user_key, key::encode_trailer(seq, kind))
+    }
+
+    /// `key::lookup_key(user_key, seq)`, built in place (one per lookup).
+    fn lookup(user_key: &[u8], seq: u64) -> Self {
+        Self::with_trailer(user_key, key::lookup_trailer(seq))
+    }
+
+    fn with_trailer(user_key: &[u8], trailer: [u8; key::TRAILER_LEN]) -> Self {
         let len = user_key.len() + key::TRAILER_LEN;
         match u8::try_from(len) {
             Ok(short) if len <= INLINE_KEY_BYTES => {
@@ -72,11 +82,16 @@ impl MemKey {
                 let (k, rest) = bytes.split_at_mut(user_key.len());
                 k.copy_from_slice(user_key);
                 if let Some(t) = rest.get_mut(..key::TRAILER_LEN) {
-                    t.copy_from_slice(&key::encode_trailer(seq, kind));
+                    t.copy_from_slice(&trailer);
                 }
                 MemKey::Inline { len: short, bytes }
             }
-            _ => MemKey::Shared(key::make_internal_key(user_key, seq, kind).into()),
+            _ => {
+                let mut k = Vec::with_capacity(len);
+                k.extend_from_slice(user_key);
+                k.extend_from_slice(&trailer);
+                MemKey::Shared(k.into())
+            }
         }
     }
 
@@ -113,8 +128,87 @@ pub(crate) enum MemLookup {
     Deleted(u64),
 }
 
+/// A bloom filter over a memtable's user keys. Once the data outgrows the
+/// memtable, most point lookups are of keys it does not hold, and each paid
+/// a full skiplist search, cache misses all the way down: perf put that
+/// search at 40% of `readrandom` (`docs/benchmarks.md`). The filter answers
+/// those with one cache line: it is blocked (a key's probes all fall in one
+/// 64-byte block) and set with atomic `fetch_or` by concurrent inserters,
+/// before the entry goes into the skiplist, so a reader that sees an entry's
+/// sequence number published also sees its bits.
+struct KeyFilter {
+    blocks: Box<[FilterBlock]>,
+}
+
+#[repr(align(64))]
+#[derive(Default)]
+struct FilterBlock([AtomicU64; 8]);
+
+/// Probes per key; with about 10 bits per key the false positive rate of a
+/// blocked filter is about 1%.
+const FILTER_PROBES: u32 = 6;
+
+/// The filter is sized for `write_buffer_bytes / FILTER_BYTES_PER_KEY`
+/// entries at 10 bits each: each entry is charged at least
+/// `ENTRY_OVERHEAD_BYTES` plus its bytes, so a full memtable of small
+/// entries has about this many, and larger entries get more bits each.
+/// The filter's memory is about 1.6% of the memtable budget.
+const FILTER_BYTES_PER_KEY: usize = 80;
+
+impl KeyFilter {
+    fn new(capacity_bytes: usize) -> Self {
+        let bits = (capacity_bytes / FILTER_BYTES_PER_KEY).max(1) * 10;
+        let blocks = bits.div_ceil(512).max(1);
+        KeyFilter {
+            blocks: (0..blocks).map(|_| FilterBlock::default()).collect(),
+        }
+    }
+
+    /// The block of `h` and, for each probe, its word and bit mask.
+    fn probes(&self, h: u64) -> (Option<&FilterBlock>, impl Iterator<Item = (usize, u64)>) {
+        // Multiply-shift maps the high half of the hash onto the blocks.
+        let n = self.blocks.len() as u64;
+        let block = usize::try_from(((h >> 32) * n) >> 32).unwrap_or(0);
+        let mut g = h.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let probes = (0..FILTER_PROBES).map(move |_| {
+            let bit = (g & 511) as usize;
+            g = g.rotate_right(9);
+            (bit >> 6, 1u64 << (bit & 63))
+        });
+        (self.blocks.get(block), probes)
+    }
+
+    fn insert(&self, user_key: &[u8]) {
+        let (block, probes) = self.probes(hash64(user_key));
+        if let Some(block) = block {
+            for (word, mask) in probes {
+                if let Some(w) = block.0.get(word) {
+                    w.fetch_or(mask, AtomicOrdering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// False only if `user_key` was certainly never inserted.
+    fn may_contain(&self, user_key: &[u8]) -> bool {
+        let (block, mut probes) = self.probes(hash64(user_key));
+        let Some(block) = block else { return true };
+        probes.all(|(word, mask)| {
+            block
+                .0
+                .get(word)
+                .is_none_or(|w| w.load(AtomicOrdering::Relaxed) & mask != 0)
+        })
+    }
+
+    fn memory_bytes(&self) -> usize {
+        self.blocks.len() * std::mem::size_of::<FilterBlock>()
+    }
+}
+
 pub(crate) struct MemTable {
     map: SkipMap<MemKey, Bytes>,
+    filter: KeyFilter,
     range_dels: Mutex<Vec<RangeTombstone>>,
     approximate_bytes: AtomicUsize,
     /// Number of the WAL file that holds this memtable's logged writes.
@@ -126,9 +220,20 @@ pub(crate) struct MemTable {
 }
 
 impl MemTable {
+    /// A memtable with a key filter sized for a 4 MiB budget (tests, fuzz
+    /// targets and benches; the database uses `with_budget`).
+    #[cfg(any(test, feature = "fuzzing", feature = "bench-internals"))]
     pub(crate) fn new(wal_number: u64) -> Self {
+        Self::with_budget(wal_number, 4 << 20)
+    }
+
+    /// A memtable expected to fill up to about `write_buffer_bytes` (its
+    /// key filter is sized for that; more entries only raise its false
+    /// positive rate).
+    pub(crate) fn with_budget(wal_number: u64, write_buffer_bytes: usize) -> Self {
         MemTable {
             map: SkipMap::new(),
+            filter: KeyFilter::new(write_buffer_bytes),
             range_dels: Mutex::new(Vec::new()),
             approximate_bytes: AtomicUsize::new(0),
             wal_number,
@@ -155,6 +260,8 @@ impl MemTable {
                 .unwrap_or_else(|e| e.into_inner())
                 .push(t);
         } else {
+            // Filter first: see `KeyFilter`.
+            self.filter.insert(user_key);
             self.map
                 .insert(MemKey::from_parts(user_key, seq, kind), value.into());
         }
@@ -165,7 +272,10 @@ impl MemTable {
 
     /// The newest version of `user_key` with sequence number <= `seq`.
     pub(crate) fn get(&self, user_key: &[u8], seq: u64) -> Option<MemLookup> {
-        let lookup = MemKey::new(&key::lookup_key(user_key, seq));
+        if !self.filter.may_contain(user_key) {
+            return None;
+        }
+        let lookup = MemKey::lookup(user_key, seq);
         let entry = self.map.lower_bound(Bound::Included(&lookup))?;
         let parsed = key::parse_internal_key(entry.key().as_bytes())?;
         if parsed.user_key != user_key {
@@ -196,9 +306,15 @@ impl MemTable {
             .unwrap_or(0)
     }
 
-    /// Bytes held, including an estimate of skiplist overhead.
+    /// Bytes of entries held, including an estimate of skiplist overhead
+    /// (what fills the memtable up to `write_buffer_bytes`).
     pub(crate) fn approximate_bytes(&self) -> usize {
         self.approximate_bytes.load(AtomicOrdering::Relaxed)
+    }
+
+    /// `approximate_bytes` plus the key filter.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.approximate_bytes() + self.filter.memory_bytes()
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -328,6 +444,50 @@ mod tests {
     use super::*;
 
     #[test]
+    fn key_filter_never_hides_an_inserted_key_and_rejects_most_others() {
+        // No false negatives, whatever the fill; about 1% false positives
+        // at the planned fill (10 bits per key).
+        let f = KeyFilter::new(80 * 10_000);
+        for i in 0..10_000u32 {
+            f.insert(format!("key{i}").as_bytes());
+        }
+        for i in 0..10_000u32 {
+            assert!(f.may_contain(format!("key{i}").as_bytes()), "key{i}");
+        }
+        let false_positives = (0..10_000u32)
+            .filter(|i| f.may_contain(format!("other{i}").as_bytes()))
+            .count();
+        assert!(false_positives < 300, "{false_positives} of 10000");
+        // Overfilled ten times: still no false negatives.
+        for i in 10_000..100_000u32 {
+            f.insert(format!("key{i}").as_bytes());
+        }
+        assert!((0..100_000u32).all(|i| f.may_contain(format!("key{i}").as_bytes())));
+    }
+
+    #[test]
+    fn lookups_skip_the_skiplist_only_for_keys_never_added() {
+        // The filter sits in front of `get`: a deleted key is still found
+        // (as deleted), an absent one is not.
+        let m = MemTable::with_budget(1, 4096);
+        for i in 0..2_000u32 {
+            m.add(
+                u64::from(i) + 1,
+                ValueKind::Value,
+                format!("k{i}").as_bytes(),
+                b"v",
+            );
+        }
+        m.add(5_000, ValueKind::Delete, b"k7", b"");
+        assert_eq!(m.get(b"k7", 5_000), Some(MemLookup::Deleted(5_000)));
+        assert_eq!(
+            m.get(b"k8", 5_000),
+            Some(MemLookup::Value(9, b"v".to_vec()))
+        );
+        assert_eq!(m.get(b"absent", 5_000), None);
+    }
+
+    #[test]
     fn keys_built_in_place_equal_encoded_keys() {
         // The write path's in-place key is the same key as the encoded one,
         // on both sides of the inline limit.
@@ -338,6 +498,8 @@ mod tests {
                 let built = MemKey::from_parts(&user_key, seq, kind);
                 assert_eq!(built.as_bytes(), encoded.as_slice(), "len {len}");
                 assert_eq!(built, MemKey::new(&encoded));
+                let lookup = key::lookup_key(&user_key, seq);
+                assert_eq!(MemKey::lookup(&user_key, seq).as_bytes(), lookup.as_slice());
             }
         }
     }

@@ -449,7 +449,7 @@ impl DbInner {
                 .collect(),
             memtable_bytes: std::iter::once(&sv.mem)
                 .chain(sv.imms.iter())
-                .map(|m| m.approximate_bytes() as u64)
+                .map(|m| m.memory_bytes() as u64)
                 .sum(),
             immutable_memtables: sv.imms.len(),
             block_cache_bytes: self.tables.block_cache_bytes() as u64,

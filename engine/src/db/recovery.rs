@@ -121,7 +121,7 @@ impl Replayer<'_> {
         self.edit
             .range_tombstones
             .extend(self.mem.range_tombstones());
-        self.mem = Arc::new(MemTable::new(0));
+        self.mem = Arc::new(MemTable::with_budget(0, self.opts.write_buffer_bytes));
         Ok(())
     }
 }
@@ -231,7 +231,7 @@ pub(super) fn open(dir: &Path, opts: Options) -> Result<DbInner> {
         dir,
         opts: &opts,
         versions: &mut versions,
-        mem: Arc::new(MemTable::new(0)),
+        mem: Arc::new(MemTable::with_budget(0, opts.write_buffer_bytes)),
         edit: VersionEdit::default(),
         max_seq,
         replayed_end: 0,
@@ -270,7 +270,7 @@ pub(super) fn open(dir: &Path, opts: Options) -> Result<DbInner> {
 
     report.orphans_removed = remove_orphans(&fs, dir, &versions, wal_number)?;
 
-    let mem = Arc::new(MemTable::new(wal_number));
+    let mem = Arc::new(MemTable::with_budget(wal_number, opts.write_buffer_bytes));
     let queue = WriteQueue::new(max_seq);
     Ok(DbInner {
         dir: dir.to_path_buf(),

@@ -368,7 +368,7 @@ impl DbInner {
                 path,
             });
         }
-        let mem = Arc::new(MemTable::new(number));
+        let mem = Arc::new(MemTable::with_budget(number, self.opts.write_buffer_bytes));
         self.install(|cur| {
             let mut imms = Vec::with_capacity(cur.imms.len() + 1);
             imms.push(cur.mem.clone());
