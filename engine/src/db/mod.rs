@@ -315,9 +315,15 @@ impl DbInner {
 
     /// Replaces the super version under its write lock.
     fn install(&self, f: impl FnOnce(&SuperVersion) -> SuperVersion) {
-        let mut g = self.sv.write().unwrap_or_else(|e| e.into_inner());
-        let next = f(&g);
-        *g = Arc::new(next);
+        let old = {
+            let mut g = self.sv.write().unwrap_or_else(|e| e.into_inner());
+            let next = f(&g);
+            std::mem::replace(&mut *g, Arc::new(next))
+        };
+        // Dropped after the lock: when this was the last reference to a
+        // flushed memtable, freeing its entries (one by one, a million of
+        // them at 64 MiB) took readers and writers waiting on `sv` with it.
+        drop(old);
     }
 
     /// Records the first fatal error; every later write returns it.
