@@ -89,6 +89,12 @@ pub(crate) struct DbInner {
     visible_seq: AtomicU64,
     snapshots: Mutex<BTreeMap<u64, usize>>,
     bg: Mutex<BgState>,
+    /// Flushed memtables, kept until no reader holds them any more and then
+    /// dropped by a background thread (`reap_retired`): freeing a memtable
+    /// frees each of its entries, about 100 ms for a full 64 MiB one, which
+    /// would otherwise land on whichever reader let go of it last (a `get`
+    /// or an iterator that had pinned the super version).
+    retired: Mutex<Vec<Arc<MemTable>>>,
     /// Wakes background threads.
     bg_cv: Condvar,
     /// Signalled (with `bg`) when a background job finishes.
@@ -483,6 +489,7 @@ impl DbInner {
 
     fn background_loop(self: Arc<Self>) {
         loop {
+            self.reap_retired();
             let job = {
                 let mut bg = lock(&self.bg);
                 loop {
@@ -497,6 +504,9 @@ impl DbInner {
                         .wait_timeout(bg, Duration::from_millis(500))
                         .unwrap_or_else(|e| e.into_inner())
                         .0;
+                    drop(bg);
+                    self.reap_retired();
+                    bg = lock(&self.bg);
                 }
             };
             let result = match &job {
@@ -523,6 +533,21 @@ impl DbInner {
             let _q = lock(&self.queue);
             self.stall_cv.notify_all();
         }
+    }
+
+    /// Drops the retired memtables nobody else holds, outside the lock. A
+    /// retired memtable is in no super version, so a count of one (this
+    /// list's) cannot grow again.
+    fn reap_retired(&self) {
+        let free: Vec<Arc<MemTable>> = {
+            let mut retired = lock(&self.retired);
+            let (free, keep) = std::mem::take(&mut *retired)
+                .into_iter()
+                .partition(|m| Arc::strong_count(m) == 1);
+            *retired = keep;
+            free
+        };
+        drop(free);
     }
 
     /// Chooses work: flushes first (they unblock writers), then compactions.
@@ -596,6 +621,9 @@ impl DbInner {
         // The flushed memtable's WAL is no longer needed.
         let wal = join(&self.dir, &crate::version::set::wal_name(imm.wal_number()));
         let _ = self.fs.remove(&wal);
+        // Freed in the background once no reader holds it (`retired`).
+        drop(sv);
+        lock(&self.retired).push(imm);
         Ok(())
     }
 
@@ -823,4 +851,45 @@ pub(crate) fn build_l0_table(
     fs.sync_dir(dir)
         .map_err(|e| Error::io("fsync directory", dir, e))?;
     Ok(Some(NewFile::from_summary(0, number, s)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::IterOptions;
+    use crate::fs::MemFs;
+    use std::time::Instant;
+
+    #[test]
+    fn a_flushed_memtable_is_freed_in_the_background_once_readers_let_go() {
+        // An iterator pins the memtable across its flush; the memtable waits
+        // in `retired` while pinned and is freed soon after it is released.
+        let opts = Options {
+            fs: Arc::new(MemFs::new()),
+            ..Options::default()
+        };
+        let db = Db::open("/db", opts).unwrap();
+        for i in 0..100u32 {
+            db.put(format!("k{i}"), "v").unwrap();
+        }
+        let mut it = db.iter(IterOptions::new());
+        assert!(it.advance().unwrap());
+        db.flush().unwrap();
+        let retired = || lock(&db.inner.retired).len();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while retired() == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(retired(), 1, "the flushed memtable waits while pinned");
+        std::thread::sleep(Duration::from_millis(700));
+        assert_eq!(retired(), 1, "still pinned by the iterator");
+        assert_eq!(it.by_ref().count(), 99, "and still readable");
+        drop(it);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while retired() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(retired(), 0, "freed once released");
+        db.close().unwrap();
+    }
 }

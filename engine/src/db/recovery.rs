@@ -291,6 +291,7 @@ pub(super) fn open(dir: &Path, opts: Options) -> Result<DbInner> {
         visible_seq: AtomicU64::new(max_seq),
         snapshots: Mutex::new(BTreeMap::new()),
         bg: Mutex::new(Default::default()),
+        retired: Mutex::new(Vec::new()),
         bg_cv: Condvar::new(),
         bg_done_cv: Condvar::new(),
         poisoned: AtomicBool::new(false),
