@@ -361,7 +361,8 @@ mod tests {
         ]
     }
 
-    fn run(read_seq: u64, opts: IterOptions, tombs: &[RangeTombstone]) -> Vec<(String, String)> {
+    /// An iterator over `entries()` at `read_seq` with `tombs`.
+    fn iterator(read_seq: u64, opts: IterOptions, tombs: &[RangeTombstone]) -> DbIterator {
         let dir = if opts.reverse {
             Direction::Reverse
         } else {
@@ -370,6 +371,10 @@ mod tests {
         let inner = Box::new(VecIterator::new(entries(), dir));
         let frags = vec![Arc::new(FragmentedTombstones::new(tombs, u64::MAX))];
         DbIterator::new(inner, read_seq, frags, opts, Vec::new())
+    }
+
+    fn run(read_seq: u64, opts: IterOptions, tombs: &[RangeTombstone]) -> Vec<(String, String)> {
+        iterator(read_seq, opts, tombs)
             .map(|r| r.unwrap())
             .map(|(k, v)| (String::from_utf8(k).unwrap(), String::from_utf8(v).unwrap()))
             .collect()
@@ -381,14 +386,7 @@ mod tests {
         opts: IterOptions,
         tombs: &[RangeTombstone],
     ) -> Vec<(String, String)> {
-        let dir = if opts.reverse {
-            Direction::Reverse
-        } else {
-            Direction::Forward
-        };
-        let inner = Box::new(VecIterator::new(entries(), dir));
-        let frags = vec![Arc::new(FragmentedTombstones::new(tombs, u64::MAX))];
-        let mut it = DbIterator::new(inner, read_seq, frags, opts, Vec::new());
+        let mut it = iterator(read_seq, opts, tombs);
         let mut out = Vec::new();
         while it.advance().unwrap() {
             out.push((
