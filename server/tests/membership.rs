@@ -32,6 +32,20 @@ async fn admin(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, St
     (code, body.to_owned())
 }
 
+/// Starts one more node with `--join` and adds it through node 1's admin
+/// API; returns its id.
+async fn join_node(cluster: &mut TestCluster) -> u64 {
+    let id = cluster.start_joining_node().await;
+    let (code, body) = admin(
+        cluster.server(1).admin_addr(),
+        "POST",
+        &format!("/admin/add-node?{}", cluster.add_node_query(id)),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    id
+}
+
 /// Whether every group's membership, as its leader sees it, is what the
 /// map says: data groups' voters are their replicas, the meta group's are
 /// `meta_voters` with every other node a learner, and no other learners.
@@ -128,14 +142,7 @@ async fn nodes_join_and_leave_while_clients_write() {
     };
 
     // Node 4 joins: it gets an even share of the replicas and a meta vote.
-    let four = cluster.start_joining_node().await;
-    let (code, body) = admin(
-        cluster.server(1).admin_addr(),
-        "POST",
-        &format!("/admin/add-node?{}", cluster.add_node_query(four)),
-    )
-    .await;
-    assert_eq!(code, 200, "{body}");
+    let four = join_node(&mut cluster).await;
     // Adding it again changes nothing; another node at its address is
     // refused.
     let (code, _) = admin(
@@ -264,14 +271,7 @@ async fn readonly_reads_never_go_back_when_a_replica_is_deleted_and_recreated() 
     }
     // Node 4 joins: some replicas move to it, and their old nodes delete
     // them, noting how far each had applied.
-    let four = cluster.start_joining_node().await;
-    let (code, body) = admin(
-        cluster.server(1).admin_addr(),
-        "POST",
-        &format!("/admin/add-node?{}", cluster.add_node_query(four)),
-    )
-    .await;
-    assert_eq!(code, 200, "{body}");
+    let four = join_node(&mut cluster).await;
     wait_settled(&cluster, "join").await;
     let map = cluster.server(1).shared.map();
     let (node, group) = (1..=3)

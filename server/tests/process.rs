@@ -14,6 +14,8 @@
     reason = "each test holds ONE_AT_A_TIME across its awaits on purpose: every test has its own thread and runtime, so waiting for the lock only orders the tests"
 )]
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream as StdTcpStream, UdpSocket};
 use std::path::Path;
@@ -22,6 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use common::{free_tcp, free_udp};
 use redis::AsyncCommands;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -114,20 +117,6 @@ fn exited(pid: u32) -> bool {
             .lines()
             .any(|l| l.starts_with("State:") && l.contains('Z')),
     }
-}
-
-fn free_tcp() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-fn free_udp() -> SocketAddr {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
 }
 
 /// A one-shot HTTP GET; the status code, or `None` if nothing answered.

@@ -26,14 +26,27 @@ pub struct TestCluster {
     pub servers: Vec<Option<Server>>,
 }
 
-fn free_tcp() -> SocketAddr {
+/// Issues node `id`'s certificate (for 127.0.0.1) from `ca` into `tls`;
+/// returns the certificate's and the key's paths.
+fn write_node_cert(ca: &ClusterCa, tls: &std::path::Path, id: u64) -> (PathBuf, PathBuf) {
+    let cert = ca
+        .issue_node(&format!("node-{id}"), &["127.0.0.1".to_owned()])
+        .unwrap();
+    let cert_path = tls.join(format!("node-{id}.pem"));
+    let key_path = tls.join(format!("node-{id}-key.pem"));
+    std::fs::write(&cert_path, &cert.cert_pem).unwrap();
+    write_secret(&key_path, &cert.key_pem).unwrap();
+    (cert_path, key_path)
+}
+
+pub fn free_tcp() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
 }
 
-fn free_udp() -> SocketAddr {
+pub fn free_udp() -> SocketAddr {
     UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -69,13 +82,7 @@ impl TestCluster {
         let mut configs = Vec::new();
         for (i, (resp, admin, raft)) in addrs.iter().enumerate() {
             let id = i as u64 + 1;
-            let cert = ca
-                .issue_node(&format!("node-{id}"), &["127.0.0.1".to_owned()])
-                .unwrap();
-            let cert_path = tls.join(format!("node-{id}.pem"));
-            let key_path = tls.join(format!("node-{id}-key.pem"));
-            std::fs::write(&cert_path, &cert.cert_pem).unwrap();
-            write_secret(&key_path, &cert.key_pem).unwrap();
+            let (cert_path, key_path) = write_node_cert(&ca, &tls, id);
             let mut config = Config {
                 node_id: id,
                 data_dir: dir.path().join(format!("node-{id}")),
@@ -118,14 +125,7 @@ impl TestCluster {
     pub async fn start_joining_node(&mut self) -> u64 {
         let id = self.configs.len() as u64 + 1;
         let tls = self.dir.path().join("tls");
-        let cert = self
-            .ca
-            .issue_node(&format!("node-{id}"), &["127.0.0.1".to_owned()])
-            .unwrap();
-        let cert_path = tls.join(format!("node-{id}.pem"));
-        let key_path = tls.join(format!("node-{id}-key.pem"));
-        std::fs::write(&cert_path, &cert.cert_pem).unwrap();
-        write_secret(&key_path, &cert.key_pem).unwrap();
+        let (cert_path, key_path) = write_node_cert(&self.ca, &tls, id);
         let mut config = self.configs[0].clone();
         config.node_id = id;
         config.data_dir = self.dir.path().join(format!("node-{id}"));
