@@ -293,3 +293,58 @@ fn tombstone_compaction_waits_for_snapshots_and_never_loops() {
         "compaction looped: {s:?}"
     );
 }
+
+/// A compaction filter that holds every compaction until it is opened.
+struct Gate {
+    open: std::sync::Mutex<bool>,
+    cv: std::sync::Condvar,
+}
+
+impl CompactionFilter for Gate {
+    fn filter(&self, _level: usize, _key: &[u8], _value: &[u8]) -> FilterDecision {
+        let mut open = self.open.lock().unwrap();
+        while !*open {
+            open = self.cv.wait(open).unwrap();
+        }
+        FilterDecision::Keep
+    }
+}
+
+#[test]
+fn write_may_stall_reports_a_crowded_l0_until_compaction_drains_it() {
+    // The hint async callers use to decide whether a write may block: off
+    // while L0 is under the slowdown trigger, on while compaction is held
+    // back with L0 at the trigger, off again once it has run.
+    let fs = MemFs::new();
+    let gate = Arc::new(Gate {
+        open: std::sync::Mutex::new(false),
+        cv: std::sync::Condvar::new(),
+    });
+    let o = Options {
+        l0_compaction_trigger: 3,
+        l0_slowdown_trigger: 3,
+        l0_stop_trigger: 8,
+        compaction_filter: Some(gate.clone()),
+        ..opts(&fs)
+    };
+    let db = Db::open("/db", o).unwrap();
+    for round in 0..3u32 {
+        assert!(!db.write_may_stall(), "round {round}");
+        for i in 0..50u32 {
+            db.put(format!("key{i:03}"), format!("v{round}")).unwrap();
+        }
+        db.flush().unwrap();
+    }
+    assert_eq!(db.stats().levels[0].files, 3);
+    assert!(db.write_may_stall(), "L0 at the slowdown trigger");
+
+    *gate.open.lock().unwrap() = true;
+    gate.cv.notify_all();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while db.write_may_stall() {
+        assert!(std::time::Instant::now() < deadline, "{:?}", db.stats());
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(db.stats().levels[0].files < 3);
+    assert_eq!(db.get("key007").unwrap(), Some(b"v2".to_vec()));
+}

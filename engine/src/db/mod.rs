@@ -219,6 +219,15 @@ impl Db {
         self.inner.write(batch, opts)
     }
 
+    /// True when a write issued now could be delayed or stalled: L0 is at
+    /// its slowdown trigger, or the memtable is full and a switch would have
+    /// to wait for a flush. A hint (writes by others may change it at once)
+    /// for callers that must not block for long, such as an async task
+    /// choosing between writing in place and moving to a blocking thread.
+    pub fn write_may_stall(&self) -> bool {
+        self.inner.write_may_stall()
+    }
+
     /// The current value of `key`.
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
         let (sv, seq) = self.inner.latest_view();

@@ -158,6 +158,15 @@ impl DbInner {
             && self.check_writable().is_ok()
     }
 
+    /// See [`crate::Db::write_may_stall`]. Conservative: the memtable may
+    /// fill before the write lands, so any switch that would have to wait
+    /// for a flush counts, full memtable or not.
+    pub(crate) fn write_may_stall(&self) -> bool {
+        let sv = self.super_version();
+        sv.version.files(0).len() >= self.opts.l0_slowdown_trigger
+            || sv.imms.len() + 1 >= self.opts.max_memtables.max(2)
+    }
+
     /// Runs the group at the front of the queue: makes room, logs, inserts,
     /// publishes, and hands every member but `my_id` its result.
     fn lead_one<'a>(

@@ -137,3 +137,31 @@ async fn entries_of_one_apply_call_are_answered_separately() {
     assert_eq!(sizes, vec![2, 0, 1]);
     assert_eq!(replies[2].responses, vec![value(3, false)]);
 }
+
+#[tokio::test]
+async fn small_applies_run_in_place_and_large_ones_move_to_a_blocking_thread() {
+    // Both paths apply the same way; only where they run differs.
+    let (_dir, db, mut sm) = open();
+    let small = vec![entry(1, vec![add(0, 0, 1)])];
+    assert!(super::apply_in_place(&small, &db));
+    sm.apply(small).await.unwrap();
+
+    let big_value = vec![b'v'; 100 << 10];
+    let puts: Vec<Request> = (0..4u8)
+        .map(|i| Request {
+            client_id: 0,
+            serial: 0,
+            command: KvCommand::Put {
+                key: vec![0x00, b'k', i],
+                value: big_value.clone(),
+            }
+            .encode(),
+        })
+        .collect();
+    let big = vec![entry(2, puts), entry(3, vec![add(0, 0, 1)])];
+    assert!(!super::apply_in_place(&big, &db));
+    let replies = sm.apply(big).await.unwrap();
+    assert_eq!(replies.len(), 2);
+    assert_eq!(replies[1].responses, vec![value(2, false)]);
+    assert_eq!(db.get([0x00, b'k', 3]).unwrap(), Some(big_value));
+}
