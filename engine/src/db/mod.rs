@@ -42,6 +42,23 @@ pub use recovery::RecoveryReport;
 /// Locks a std mutex, recovering the guard if a panicking thread poisoned
 /// it: every structure behind these mutexes stays consistent between
 /// statements, and engine failures are tracked by the engine's own poison.
+/// Starts the log of a new WAL file, reserving about a memtable's worth of
+/// space ahead (the WAL of a full memtable holds about its budget, often
+/// less: the budget also counts per-entry overhead). A WAL that outgrows
+/// the reservation simply extends the file.
+fn new_wal_writer(
+    file: Box<dyn crate::fs::WritableFile>,
+    opts: &Options,
+    path: &Path,
+) -> Result<LogWriter> {
+    let reserve = opts.write_buffer_bytes as u64 + opts.write_buffer_bytes as u64 / 8;
+    let mut writer = LogWriter::new(file);
+    writer
+        .preallocate(reserve)
+        .map_err(|e| Error::io("preallocate", path, e))?;
+    Ok(writer)
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }

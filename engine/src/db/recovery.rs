@@ -15,7 +15,7 @@ use super::{DbInner, SuperVersion, WalState, build_l0_table};
 use crate::batch::{BatchOps, check_sequence_order};
 use crate::error::{Error, Result};
 use crate::fs::{FileSystem, join};
-use crate::log::{LogWriter, replay};
+use crate::log::replay;
 use crate::memtable::MemTable;
 use crate::options::Options;
 use crate::table::BlockCache;
@@ -285,7 +285,7 @@ pub(super) fn open(dir: &Path, opts: Options) -> Result<DbInner> {
         queue: Mutex::new(queue),
         stall_cv: Condvar::new(),
         wal: Mutex::new(Some(WalState {
-            writer: LogWriter::new(wal_file),
+            writer: super::new_wal_writer(wal_file, &opts, &wal_path)?,
             path: wal_path,
         })),
         visible_seq: AtomicU64::new(max_seq),

@@ -22,7 +22,6 @@ use crate::batch::{BatchOps, WriteBatch};
 use crate::db::stats::Counters;
 use crate::error::{Error, Result};
 use crate::fs::join;
-use crate::log::LogWriter;
 use crate::memtable::MemTable;
 use crate::options::WriteOptions;
 use crate::version::set::wal_name;
@@ -373,7 +372,7 @@ impl DbInner {
                     .map_err(|e| Error::io("fsync", &old.path, e))?;
             }
             *wal = Some(WalState {
-                writer: LogWriter::new(file),
+                writer: super::new_wal_writer(file, &self.opts, &path)?,
                 path,
             });
         }

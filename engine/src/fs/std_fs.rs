@@ -36,6 +36,8 @@ impl StdFs {
 struct StdWritable {
     out: BufWriter<File>,
     len: u64,
+    /// The file's size when `preallocate` made it larger than `len`.
+    reserved: u64,
 }
 
 impl WritableFile for StdWritable {
@@ -52,6 +54,24 @@ impl WritableFile for StdWritable {
     fn sync(&mut self) -> io::Result<()> {
         self.out.flush()?;
         self.out.get_ref().sync_data()
+    }
+
+    fn preallocate(&mut self, bytes: u64) -> io::Result<()> {
+        if bytes > self.len.max(self.reserved) {
+            // The cursor stays where it is: appends go on at `len`.
+            self.out.get_ref().set_len(bytes)?;
+            self.reserved = bytes;
+        }
+        Ok(())
+    }
+
+    fn trim(&mut self) -> io::Result<()> {
+        if self.reserved > self.len {
+            self.out.flush()?;
+            self.out.get_ref().set_len(self.len)?;
+        }
+        self.reserved = 0;
+        Ok(())
     }
 
     fn len(&self) -> u64 {
@@ -134,6 +154,7 @@ impl FileSystem for StdFs {
         Ok(Box::new(StdWritable {
             out: BufWriter::with_capacity(64 * 1024, file),
             len: 0,
+            reserved: 0,
         }))
     }
 

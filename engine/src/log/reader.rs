@@ -85,8 +85,11 @@ pub fn replay(
                             format!("{reason}; a later record shows these bytes were synced");
                         return Err(Error::corruption(path, offset, reason));
                     }
-                    report.torn_tail = Some((offset, (data.len() as u64).saturating_sub(offset)));
-                    report.ends_with_seal = false;
+                    if !unwritten(data, offset) {
+                        report.torn_tail =
+                            Some((offset, (data.len() as u64).saturating_sub(offset)));
+                        report.ends_with_seal = false;
+                    }
                     return Ok(report);
                 }
                 WalRecovery::Salvage => {
@@ -95,11 +98,23 @@ pub fn replay(
             },
         }
     }
-    if let Some((start, _)) = open_damage {
+    if let Some((start, _)) = open_damage
+        && !unwritten(data, start)
+    {
         report.torn_tail = Some((start, (data.len() as u64).saturating_sub(start)));
         report.ends_with_seal = false;
     }
     Ok(report)
+}
+
+/// True when nothing but zeros lies from `offset` to the end: space the
+/// writer reserved ahead (or the file system extended) and never wrote.
+/// Not damage, so not reported as a torn tail; a record's own bytes are
+/// never all zero (its header has a type byte of 1 to 4).
+fn unwritten(data: &[u8], offset: u64) -> bool {
+    let from = usize::try_from(offset).unwrap_or(usize::MAX);
+    data.get(from..)
+        .is_some_and(|tail| tail.iter().all(|&b| b == 0))
 }
 
 /// One decoded logical record.
@@ -709,8 +724,9 @@ mod tests {
     }
 
     #[test]
-    fn zero_filled_tail_is_a_torn_tail() {
-        // Preallocated or zero-filled space after the last record is cut, even after a sync.
+    fn zero_filled_tail_is_unwritten_space_not_a_torn_tail() {
+        // Preallocated or zero-filled space after the last record ends the
+        // log, even after a sync, in either mode; it is not damage.
         let mut log = Log::new();
         log.add(b"one");
         log.add(&payload(5, 50 * 1024));
@@ -718,10 +734,40 @@ mod tests {
         let mut data = log.data();
         let valid = data.len() as u64;
         data.resize(data.len() + 70 * 1024, 0);
+        for mode in [WalRecovery::PointInTime, WalRecovery::Salvage] {
+            let (seen, report) = run(&data, mode).unwrap();
+            assert_eq!(seen.len(), 2);
+            assert_eq!(report.valid_bytes, valid);
+            assert_eq!(report.torn_tail, None);
+            assert!(report.skipped.is_empty());
+        }
+        // A sealed log keeps its seal through the zeros.
+        let mut sealed = Log::new();
+        sealed.add(b"one");
+        sealed.writer.seal().unwrap();
+        let mut data = sealed.data();
+        data.resize(data.len() + 40 * 1024, 0);
+        assert!(
+            run(&data, WalRecovery::PointInTime)
+                .unwrap()
+                .1
+                .ends_with_seal
+        );
+    }
+
+    #[test]
+    fn a_torn_record_inside_preallocated_space_is_a_torn_tail() {
+        // Part of a record written into reserved space, zeros after it: the
+        // partial record is damage, cut and reported.
+        let mut log = Log::new();
+        log.add(b"one");
+        let two = log.add(&payload(7, 3000));
+        let mut data = log.data();
+        data.truncate(two as usize + 1000);
+        data.resize(data.len() + 64 * 1024, 0);
         let (seen, report) = run(&data, WalRecovery::PointInTime).unwrap();
-        assert_eq!(seen.len(), 2);
-        assert_eq!(report.valid_bytes, valid);
-        assert_eq!(report.torn_tail, Some((valid, data.len() as u64 - valid)));
+        assert_eq!(seen.len(), 1);
+        assert_eq!(report.torn_tail, Some((two, data.len() as u64 - two)));
     }
 
     #[test]

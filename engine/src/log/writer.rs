@@ -94,9 +94,25 @@ impl LogWriter {
     /// and syncs again: afterwards recovery treats every byte before the
     /// marker as synced, so damage there is corruption, not a torn tail.
     /// Used when a WAL is retired and at clean close.
+    /// Then cuts off any space [`LogWriter::preallocate`] reserved (a crash
+    /// before that leaves zeros after the marker, which replay takes for
+    /// unwritten space).
     pub fn seal(&mut self) -> io::Result<()> {
         self.sync()?;
         let result = self.emit_record(&[]);
+        self.note(result)?;
+        self.sync()?;
+        let result = self.file.trim();
+        self.note(result)
+    }
+
+    /// Reserves the file up to `bytes` ahead of the records (see
+    /// [`crate::fs::WritableFile::preallocate`]) and syncs the new size, so
+    /// later syncs inside it have only data to write. Replay reads the
+    /// zeros after the last record as unwritten space.
+    pub fn preallocate(&mut self, bytes: u64) -> io::Result<()> {
+        self.check_healthy()?;
+        let result = self.file.preallocate(bytes);
         self.note(result)?;
         self.sync()
     }
