@@ -469,6 +469,10 @@ fn new_segment(
         .create(&path)
         .map_err(|e| LogStoreError::io("create", &path, e))?;
     let mut log = LogWriter::new(file);
+    // Reserved up to the rotation size: each group-commit fsync then has
+    // only data to write, not a new file size (see the engine's WAL).
+    log.preallocate(shared.options.segment_bytes_max)
+        .map_err(|e| LogStoreError::io("preallocate", &path, e))?;
     let mut groups: Vec<(GroupId, &GroupMeta)> =
         model.iter().map(|(group, g)| (*group, &g.meta)).collect();
     groups.sort_unstable_by_key(|(group, _)| *group);
