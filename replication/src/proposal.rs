@@ -6,17 +6,20 @@
 //! apply and reply. With hundreds of concurrent proposals on one group that
 //! per-entry work, not the disk, bounds throughput (about 3 entries per
 //! fsync were measured at 256 proposers). So [`crate::Group::propose`] does
-//! not hand each request to openraft: with nothing queued and a batch slot
-//! free, it proposes the request alone, from its own task (the uncontended
-//! path is as short as a plain `client_write`); otherwise it queues the
-//! request with a oneshot for its reply, and one batching task per group
+//! not hand each request to openraft: when its caller is the only one in
+//! `propose` on the group and a batch slot is free, it proposes the
+//! request alone, from its own task (the uncontended path is as short as a
+//! plain `client_write`); otherwise it queues the request with a oneshot
+//! for its reply, and one batching task per group
 //!
 //! 1. waits for the first queued request, then for an in-flight slot (at
 //!    most `batches_in_flight_max` entries proposed and not yet answered,
 //!    lone ones included),
-//! 2. takes whatever else is queued by then, up to `batch_requests_max`
-//!    requests and `batch_bytes_max` bytes of commands. There is no timer:
-//!    requests that arrive while every slot is taken fill the next batch,
+//! 2. yields once, so that callers woken by the same event (the answers
+//!    of the last batch) queue their next requests first, then takes
+//!    whatever is queued, up to `batch_requests_max` requests and
+//!    `batch_bytes_max` bytes of commands. There is no timer: requests
+//!    that arrive while every slot is taken fill the next batch,
 //! 3. proposes the batch as one entry (`client_write_ff`, which only
 //!    enqueues: the order of entries in the log is the order of the queue),
 //! 4. and leaves a waiter task that, once the entry is applied on this
@@ -49,7 +52,7 @@ use openraft::Raft;
 use openraft::error::ClientWriteError;
 use openraft::raft::ClientWriteResponse;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::AbortHandle;
@@ -70,6 +73,8 @@ struct Core {
     batch_requests_max: usize,
     batch_bytes_max: usize,
     operation_timeout: Duration,
+    /// Callers inside [`Proposer::propose`] now, this one included.
+    callers: AtomicUsize,
     /// Requests and batches proposed so far.
     requests: AtomicU64,
     batches: AtomicU64,
@@ -100,6 +105,7 @@ impl Proposer {
             batch_requests_max: options.batch_requests_max,
             batch_bytes_max: options.batch_bytes_max,
             operation_timeout: options.operation_timeout(),
+            callers: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
             batches: AtomicU64::new(0),
         });
@@ -119,16 +125,22 @@ impl Proposer {
     /// response once the entry holding it is applied on this node, or the
     /// entry's error. The caller bounds the wait (`operation_timeout_ms`).
     ///
-    /// With nothing queued and a slot free, the request is proposed alone
-    /// from the caller's task: the uncontended path costs no hop through
-    /// the batching task. Otherwise it is queued (waiting for room while
-    /// the queue is full) for the batching task. A free slot never goes to
-    /// a newcomer while the batching task waits for one (the semaphore
-    /// hands released permits to waiters first), so queued requests are
-    /// not overtaken for long.
+    /// With no other caller in `propose` on this group and a slot free,
+    /// the request is proposed alone from the caller's task: the
+    /// uncontended path costs no hop through the batching task. Otherwise
+    /// it is queued (waiting for room while the queue is full) for the
+    /// batching task. "No other caller" rather than "nothing queued": when
+    /// a batch is answered, its callers come back one by one, and the
+    /// first back would find the queue empty and the slot free, go alone
+    /// and split every round into a lone entry and a batch of the rest
+    /// (measured: 8.5 requests per entry with 16 callers per group, against
+    /// 14.5 with this rule). A free slot never goes to a newcomer while the
+    /// batching task waits for one (the semaphore hands released permits
+    /// to waiters first), so queued requests are not overtaken for long.
     pub(crate) async fn propose(&self, request: Request) -> Result<Response> {
-        let nothing_queued = self.queue.capacity() == self.queue.max_capacity();
-        if nothing_queued && let Ok(slot) = self.core.slots.clone().try_acquire_owned() {
+        let _caller = Caller::enter(&self.core.callers);
+        let alone = self.core.callers.load(Ordering::Relaxed) == 1;
+        if alone && let Ok(slot) = self.core.slots.clone().try_acquire_owned() {
             return self.core.propose_alone(request, slot).await;
         }
         let (reply, rx) = oneshot::channel();
@@ -151,6 +163,22 @@ impl Proposer {
             group: self.core.group,
             message: "the group's proposal queue is closed".into(),
         }
+    }
+}
+
+/// Counts a caller of [`Proposer::propose`] until it returns or is dropped.
+struct Caller<'a>(&'a AtomicUsize);
+
+impl<'a> Caller<'a> {
+    fn enter(callers: &'a AtomicUsize) -> Caller<'a> {
+        callers.fetch_add(1, Ordering::Relaxed);
+        Caller(callers)
+    }
+}
+
+impl Drop for Caller<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -178,6 +206,9 @@ async fn batch_loop(core: Arc<Core>, mut rx: mpsc::Receiver<Pending>) {
         let Ok(slot) = core.slots.clone().acquire_owned().await else {
             return;
         };
+        // The answers of the last batch woke its callers together; let
+        // them queue their next requests before the batch is taken.
+        tokio::task::yield_now().await;
         let (batch, rest) = core.fill(first, &mut rx);
         carried = rest;
         core.propose_batch(batch, slot).await;

@@ -116,6 +116,55 @@ async fn concurrent_proposals_share_entries_and_each_get_their_own_reply() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_that_propose_again_at_once_stay_in_one_entry() {
+    // 16 callers, each proposing its next request as soon as the last is
+    // answered (as a busy client does): every round of 16 leaves in one
+    // entry. Before, the first caller back found the queue empty and the
+    // slot free and went alone, which split each round into a lone entry
+    // and a batch of the other 15, and halved the requests per entry.
+    const CALLERS: u64 = 16;
+    const ROUNDS: u64 = 20;
+    let cluster = Cluster::with_options(3, one_in_flight()).await;
+    cluster.create_group(1, &[1, 2, 3]).await;
+    let leader = cluster.leader(1).await;
+    let group = cluster.node(leader).group(1).unwrap();
+    slow_links(&cluster);
+    let before = group.metrics();
+
+    let callers: Vec<_> = (0..CALLERS)
+        .map(|caller| {
+            let group = group.clone();
+            tokio::spawn(async move {
+                for serial in 1..=ROUNDS {
+                    group.propose(add(100 + caller, serial)).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for caller in callers {
+        tokio::time::timeout(TIMEOUT, caller)
+            .await
+            .expect("a proposal hung")
+            .unwrap();
+    }
+
+    let after = group.metrics();
+    let requests = after.proposed_requests - before.proposed_requests;
+    let batches = after.proposed_batches - before.proposed_batches;
+    assert_eq!(requests, CALLERS * ROUNDS);
+    // One entry per round, with slack for a caller that comes back late
+    // and rides the next entry: split rounds made exactly 2 per round.
+    assert!(
+        batches <= ROUNDS + ROUNDS / 2,
+        "{requests} requests in {batches} entries: rounds were split"
+    );
+    cluster.net.clear_faults();
+    cluster.converge(1).await;
+    let total = (CALLERS * ROUNDS).to_string();
+    assert_eq!(cluster.read(leader, 1, "counter").as_deref(), Some(&*total));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_proposed_alongside_its_original_is_applied_once() {
     // The same (client, serial) proposed twice at once, among other
     // requests: one copy is applied, the other answered from the dedup
