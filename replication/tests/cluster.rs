@@ -6,8 +6,7 @@
 mod common;
 
 use cairn_replication::{KvCommand, KvReply, Request};
-use common::{Cluster, key};
-use std::collections::BTreeSet;
+use common::{Cluster, key, scenarios};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,70 +179,7 @@ async fn writes_outside_the_group_range_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn membership_goes_from_three_to_five_to_three_while_writing() {
-    let mut cluster = Cluster::new(3).await;
-    cluster.create_group(1, &[1, 2, 3]).await;
-    cluster.add_node(4).await;
-    cluster.add_node(5).await;
-    let cluster = std::sync::Arc::new(cluster);
-    let writer = {
-        let cluster = cluster.clone();
-        tokio::spawn(async move {
-            for i in 0..60 {
-                cluster.put(1, &format!("w{i}"), "v").await;
-            }
-        })
-    };
-    for id in [4, 5] {
-        cluster
-            .node(id)
-            .create_group(1, common::group_range(1))
-            .await
-            .unwrap();
-    }
-    for id in [4, 5] {
-        cluster
-            .change(
-                1,
-                |g| async move { g.add_learner(id, common::info(id)).await },
-            )
-            .await;
-    }
-    cluster
-        .change(
-            1,
-            |g| async move { g.promote(BTreeSet::from([4, 5])).await },
-        )
-        .await;
-    let leader = cluster.leader(1).await;
-    assert_eq!(cluster.voters(1, leader), BTreeSet::from([1, 2, 3, 4, 5]));
-
-    let removed: BTreeSet<u64> = [1, 2, 3, 4, 5]
-        .into_iter()
-        .filter(|id| *id != leader)
-        .take(2)
-        .collect();
-    let to_remove = removed.clone();
-    cluster
-        .change(1, |g| {
-            let ids = to_remove.clone();
-            async move { g.remove_voters(ids).await }
-        })
-        .await;
-    writer.await.unwrap();
-    let leader = cluster.leader(1).await;
-    let voters = cluster.voters(1, leader);
-    assert_eq!(voters.len(), 3);
-    assert!(voters.is_disjoint(&removed));
-    cluster.converge(1).await;
-    for id in voters {
-        for i in [0, 30, 59] {
-            assert_eq!(
-                cluster.read(id, 1, &format!("w{i}")).as_deref(),
-                Some("v"),
-                "node {id} w{i}"
-            );
-        }
-    }
+    scenarios::three_to_five_to_three_while_writing(Cluster::new(3).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -306,31 +242,5 @@ async fn a_new_node_catches_up_by_snapshot_after_the_log_was_purged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixty_four_groups_run_on_three_nodes() {
-    let cluster = Cluster::new(3).await;
-    for g in 1..=64 {
-        cluster.create_group(g, &[1, 2, 3]).await;
-    }
-    let mut tasks = Vec::new();
-    let cluster = std::sync::Arc::new(cluster);
-    for g in 1..=64u64 {
-        let cluster = cluster.clone();
-        tasks.push(tokio::spawn(async move {
-            for i in 0..5 {
-                cluster.put(g, &format!("k{i}"), &format!("g{g}v{i}")).await;
-            }
-        }));
-    }
-    for task in tasks {
-        task.await.unwrap();
-    }
-    for g in 1..=64u64 {
-        cluster.converge(g).await;
-        for id in 1..=3 {
-            assert_eq!(
-                cluster.read(id, g, "k4"),
-                Some(format!("g{g}v4")),
-                "group {g} node {id}"
-            );
-        }
-    }
+    scenarios::sixty_four_groups_on_three_nodes(Cluster::new(3).await).await;
 }

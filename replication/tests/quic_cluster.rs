@@ -1,12 +1,15 @@
 //! The cluster scenarios over real QUIC with mutual TLS on loopback: the
 //! same nodes as the in-memory tests, with `QuicTransport` between them.
+//! A partition here is nodes stopped and started again: QUIC links are
+//! real, so the in-memory network's link faults do not apply.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 mod common;
 
 use cairn_engine::CrashMode;
-use common::Cluster;
+use cairn_replication::{KvCommand, KvReply, Request};
+use common::{Cluster, key, scenarios};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quic_three_nodes_replicate_and_survive_losing_the_leader() {
@@ -105,4 +108,76 @@ async fn quic_a_new_node_catches_up_by_a_chunked_snapshot() {
             .snapshot
             .is_some()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quic_a_minority_cannot_commit_and_the_majority_history_wins() {
+    // 5 nodes; the leader and one follower are left alone (the other three
+    // stopped): they cannot commit. Then only the three run: they elect a
+    // leader and commit. When all five run again, every node holds the
+    // majority's write, and the minority's uncommitted entry is gone.
+    let mut cluster = Cluster::quic(5).await;
+    cluster.create_group(1, &[1, 2, 3, 4, 5]).await;
+    cluster.put(1, "k", "before").await;
+    let old = cluster.leader(1).await;
+    let others: Vec<u64> = (1..=5).filter(|id| *id != old).collect();
+    let minority = [old, others[0]];
+    let majority = &others[1..];
+    for id in majority {
+        cluster.stop(*id).await;
+    }
+    let put = |value: &str| Request {
+        client_id: 0,
+        serial: 0,
+        command: KvCommand::Put {
+            key: key(1, "k"),
+            value: value.as_bytes().to_vec(),
+        }
+        .encode(),
+    };
+    let stale = cluster.node(old).group(1).unwrap();
+    assert!(
+        stale.propose(put("minority")).await.is_err(),
+        "a minority committed a write"
+    );
+    drop(stale);
+
+    for id in minority {
+        cluster.stop(id).await;
+    }
+    for id in majority {
+        cluster.start(*id).await;
+    }
+    let leader = cluster.leader(1).await;
+    assert!(majority.contains(&leader), "leader {leader} is not running");
+    let reply = cluster
+        .node(leader)
+        .group(1)
+        .unwrap()
+        .propose(put("majority"))
+        .await
+        .unwrap();
+    assert_eq!(KvReply::decode(&reply.payload), Some(KvReply::Done));
+
+    for id in minority {
+        cluster.start(id).await;
+    }
+    cluster.converge(1).await;
+    for id in 1..=5 {
+        assert_eq!(
+            cluster.read(id, 1, "k").as_deref(),
+            Some("majority"),
+            "node {id}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quic_membership_goes_from_three_to_five_to_three_while_writing() {
+    scenarios::three_to_five_to_three_while_writing(Cluster::quic(3).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quic_sixty_four_groups_run_on_three_nodes() {
+    scenarios::sixty_four_groups_on_three_nodes(Cluster::quic(3).await).await;
 }

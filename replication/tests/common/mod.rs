@@ -3,6 +3,8 @@
 
 #![allow(dead_code, reason = "each test file uses a different part")]
 
+pub mod scenarios;
+
 use cairn_engine::{Db, MemFs, Options};
 use cairn_replication::{
     ClusterCa, GroupId, KeyRange, KvApplication, KvCommand, KvReply, MemNetwork, Node, NodeId,
