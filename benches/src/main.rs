@@ -15,14 +15,6 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 
-/// Every engine written in Rust (Cairn, fjall, sled, redb) allocates
-/// through mimalloc, the allocator of the `cairn` binary, so each runs as it
-/// would in a server; RocksDB's C++ allocates through jemalloc (the
-/// `rocksdb` crate's `jemalloc` feature), the allocator it is deployed
-/// with. `docs/benchmarks.md`, "Settings made equal".
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const HELP: &str = "\
 cairn-bench: Cairn's engine side by side with RocksDB, fjall, sled and redb
 

@@ -4,9 +4,6 @@
 //! `cache_bytes`; 10-bit bloom filters (whole-key, full filters); 4 KiB
 //! blocks; a `write_buffer_bytes` memtable; `background_threads` jobs.
 //! Reads use `get_pinned` (no copy of the value), scans a raw iterator.
-//! RocksDB's C++ allocates through jemalloc (the crate's `jemalloc`
-//! feature), the allocator RocksDB is deployed with; the Rust engines share
-//! the runner's mimalloc (`src/main.rs`).
 
 use super::{Engine, Settings};
 use crate::error::{Result, engine};
