@@ -39,9 +39,6 @@ use write::WriteQueue;
 
 pub use recovery::RecoveryReport;
 
-/// Locks a std mutex, recovering the guard if a panicking thread poisoned
-/// it: every structure behind these mutexes stays consistent between
-/// statements, and engine failures are tracked by the engine's own poison.
 /// Starts the log of a new WAL file, reserving about a memtable's worth of
 /// space ahead (the WAL of a full memtable holds about its budget, often
 /// less: the budget also counts per-entry overhead). A WAL that outgrows
@@ -59,6 +56,9 @@ fn new_wal_writer(
     Ok(writer)
 }
 
+/// Locks a std mutex, recovering the guard if a panicking thread poisoned
+/// it: every structure behind these mutexes stays consistent between
+/// statements, and engine failures are tracked by the engine's own poison.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }

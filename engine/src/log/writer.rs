@@ -93,10 +93,9 @@ impl LogWriter {
     /// Syncs, appends a marker record (empty payload) carrying the watermark,
     /// and syncs again: afterwards recovery treats every byte before the
     /// marker as synced, so damage there is corruption, not a torn tail.
-    /// Used when a WAL is retired and at clean close.
     /// Then cuts off any space [`LogWriter::preallocate`] reserved (a crash
     /// before that leaves zeros after the marker, which replay takes for
-    /// unwritten space).
+    /// unwritten space). Used when a WAL is retired and at clean close.
     pub fn seal(&mut self) -> io::Result<()> {
         self.sync()?;
         let result = self.emit_record(&[]);
