@@ -392,27 +392,21 @@ impl MemTableIterator {
             window.push((k.clone(), start..values.len()));
             window.len() < n && values.len() < WINDOW_BYTES_MAX
         };
-        // Whether the map ran out before the window filled.
-        let mut ran_out = true;
-        match self.dir {
-            Direction::Forward => {
-                for e in self.mem.map.range((from, Bound::Unbounded)) {
-                    if !take(e.key(), e.value()) {
-                        ran_out = false;
-                        break;
-                    }
-                }
-            }
-            Direction::Reverse => {
-                for e in self.mem.map.range((Bound::Unbounded, from)).rev() {
-                    if !take(e.key(), e.value()) {
-                        ran_out = false;
-                        break;
-                    }
-                }
-            }
-        }
-        self.exhausted = ran_out;
+        // `all` stops at the entry that fills the window: true means the map
+        // ran out first.
+        self.exhausted = match self.dir {
+            Direction::Forward => self
+                .mem
+                .map
+                .range((from, Bound::Unbounded))
+                .all(|e| take(e.key(), e.value())),
+            Direction::Reverse => self
+                .mem
+                .map
+                .range((Bound::Unbounded, from))
+                .rev()
+                .all(|e| take(e.key(), e.value())),
+        };
     }
 }
 
