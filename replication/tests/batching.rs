@@ -10,7 +10,7 @@ mod common;
 use cairn_replication::{
     Group, KvCommand, KvReply, LinkFaults, RaftOptions, ReplicationError, Request,
 };
-use common::{Cluster, TIMEOUT, is_retryable, key, test_options};
+use common::{Cluster, TIMEOUT, is_retryable, key, put_request, test_options};
 use std::time::Duration;
 
 /// One batch in flight per group, so everything proposed while the first
@@ -28,6 +28,17 @@ fn slow_links(cluster: &Cluster) {
         delay_ms: 20,
         ..LinkFaults::default()
     });
+}
+
+/// Group 1 on 3 nodes with one batch in flight, its leader, and the
+/// leader's handle, with every link slowed.
+async fn slowed_group() -> (Cluster, u64, Group) {
+    let cluster = Cluster::with_options(3, one_in_flight()).await;
+    cluster.create_group(1, &[1, 2, 3]).await;
+    let leader = cluster.leader(1).await;
+    let group = cluster.node(leader).group(1).unwrap();
+    slow_links(&cluster);
+    (cluster, leader, group)
 }
 
 fn add(client_id: u64, serial: u64) -> Request {
@@ -70,11 +81,7 @@ async fn concurrent_proposals_share_entries_and_each_get_their_own_reply() {
     // 200 proposals at once, request i adding i + 1 to its own key: they
     // travel in fewer entries than requests, and each caller gets the value
     // its own request produced (a reply handed to the wrong caller shows).
-    let cluster = Cluster::with_options(3, one_in_flight()).await;
-    cluster.create_group(1, &[1, 2, 3]).await;
-    let leader = cluster.leader(1).await;
-    let group = cluster.node(leader).group(1).unwrap();
-    slow_links(&cluster);
+    let (cluster, _, group) = slowed_group().await;
     let before = group.metrics();
 
     let requests = (0..200u64)
@@ -124,11 +131,7 @@ async fn callers_that_propose_again_at_once_stay_in_one_entry() {
     // and a batch of the other 15, and halved the requests per entry.
     const CALLERS: u64 = 16;
     const ROUNDS: u64 = 20;
-    let cluster = Cluster::with_options(3, one_in_flight()).await;
-    cluster.create_group(1, &[1, 2, 3]).await;
-    let leader = cluster.leader(1).await;
-    let group = cluster.node(leader).group(1).unwrap();
-    slow_links(&cluster);
+    let (cluster, leader, group) = slowed_group().await;
     let before = group.metrics();
 
     let callers: Vec<_> = (0..CALLERS)
@@ -169,11 +172,7 @@ async fn a_retry_proposed_alongside_its_original_is_applied_once() {
     // The same (client, serial) proposed twice at once, among other
     // requests: one copy is applied, the other answered from the dedup
     // record with the same payload and flagged duplicate.
-    let cluster = Cluster::with_options(3, one_in_flight()).await;
-    cluster.create_group(1, &[1, 2, 3]).await;
-    let leader = cluster.leader(1).await;
-    let group = cluster.node(leader).group(1).unwrap();
-    slow_links(&cluster);
+    let (cluster, leader, group) = slowed_group().await;
 
     let requests = vec![add(1, 1), add(5, 1), add(2, 1), add(5, 1), add(3, 1)];
     let results = propose_all(&group, requests).await;
@@ -203,15 +202,7 @@ async fn a_batch_whose_leader_is_lost_fails_every_member() {
 
     let stale = cluster.node(old).group(1).unwrap();
     let requests = (0..50)
-        .map(|i| Request {
-            client_id: 0,
-            serial: 0,
-            command: KvCommand::Put {
-                key: key(1, &format!("lost-{i}")),
-                value: b"x".to_vec(),
-            }
-            .encode(),
-        })
+        .map(|i| put_request(1, &format!("lost-{i}"), b"x"))
         .collect();
     for result in propose_all(&stale, requests).await {
         match result {
@@ -244,18 +235,7 @@ async fn a_batch_whose_leader_is_lost_fails_every_member() {
     cluster
         .change(1, |group| async move { group.transfer_leader(old).await })
         .await;
-    let reply = stale
-        .propose(Request {
-            client_id: 0,
-            serial: 0,
-            command: KvCommand::Put {
-                key: key(1, "back"),
-                value: b"1".to_vec(),
-            }
-            .encode(),
-        })
-        .await
-        .unwrap();
+    let reply = stale.propose(put_request(1, "back", b"1")).await.unwrap();
     assert_eq!(KvReply::decode(&reply.payload), Some(KvReply::Done));
 }
 

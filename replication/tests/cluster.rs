@@ -5,8 +5,8 @@
 
 mod common;
 
-use cairn_replication::{KvCommand, KvReply, Request};
-use common::{Cluster, key, scenarios};
+use cairn_replication::{KvCommand, KvReply};
+use common::{Cluster, key, put_request, scenarios};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,15 +61,7 @@ async fn a_minority_cannot_commit_and_a_healed_partition_converges() {
 
     // The old leader (with one follower) cannot commit.
     let stale = cluster.node(old).group(1).unwrap();
-    let request = Request {
-        client_id: 0,
-        serial: 0,
-        command: KvCommand::Put {
-            key: key(1, "k"),
-            value: b"minority".to_vec(),
-        }
-        .encode(),
-    };
+    let request = put_request(1, "k", b"minority");
     assert!(
         stale.propose(request).await.is_err(),
         "a minority committed a write"
@@ -86,15 +78,7 @@ async fn a_minority_cannot_commit_and_a_healed_partition_converges() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let write = Request {
-        client_id: 0,
-        serial: 0,
-        command: KvCommand::Put {
-            key: key(1, "k"),
-            value: b"majority".to_vec(),
-        }
-        .encode(),
-    };
+    let write = put_request(1, "k", b"majority");
     cluster
         .node(leader)
         .group(1)

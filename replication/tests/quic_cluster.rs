@@ -8,8 +8,8 @@
 mod common;
 
 use cairn_engine::CrashMode;
-use cairn_replication::{KvCommand, KvReply, Request};
-use common::{Cluster, key, scenarios};
+use cairn_replication::KvReply;
+use common::{Cluster, put_request, scenarios};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quic_three_nodes_replicate_and_survive_losing_the_leader() {
@@ -126,18 +126,12 @@ async fn quic_a_minority_cannot_commit_and_the_majority_history_wins() {
     for id in majority {
         cluster.stop(*id).await;
     }
-    let put = |value: &str| Request {
-        client_id: 0,
-        serial: 0,
-        command: KvCommand::Put {
-            key: key(1, "k"),
-            value: value.as_bytes().to_vec(),
-        }
-        .encode(),
-    };
     let stale = cluster.node(old).group(1).unwrap();
     assert!(
-        stale.propose(put("minority")).await.is_err(),
+        stale
+            .propose(put_request(1, "k", b"minority"))
+            .await
+            .is_err(),
         "a minority committed a write"
     );
     drop(stale);
@@ -154,7 +148,7 @@ async fn quic_a_minority_cannot_commit_and_the_majority_history_wins() {
         .node(leader)
         .group(1)
         .unwrap()
-        .propose(put("majority"))
+        .propose(put_request(1, "k", b"majority"))
         .await
         .unwrap();
     assert_eq!(KvReply::decode(&reply.payload), Some(KvReply::Done));

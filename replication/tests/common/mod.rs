@@ -30,6 +30,19 @@ pub fn key(g: GroupId, name: &str) -> Vec<u8> {
     key
 }
 
+/// A plain put of `name` in group `g`, without deduplication (client 0).
+pub fn put_request(g: GroupId, name: &str, value: &[u8]) -> Request {
+    Request {
+        client_id: 0,
+        serial: 0,
+        command: KvCommand::Put {
+            key: key(g, name),
+            value: value.to_vec(),
+        }
+        .encode(),
+    }
+}
+
 pub fn info(id: NodeId) -> NodeInfo {
     NodeInfo::new(format!("mem-{id}"), format!("mem-{id}-client"))
 }
