@@ -232,10 +232,16 @@ fn collect(it: &mut dyn InternalIterator) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
 /// few absent ones. Reverse iteration must be forward reversed, and a seek
 /// must land on an entry iteration returns.
 pub fn block_target(data: &[u8]) {
-    let Ok(block) = Block::new(data.get(..MAX_INPUT_BYTES).unwrap_or(data).to_vec()) else {
+    let data = data.get(..MAX_INPUT_BYTES).unwrap_or(data);
+    let Ok(block) = Block::new(data.to_vec()) else {
         return;
     };
     let block = Arc::new(block);
+    // The same bytes as an index block, searched through fences.
+    let Ok(fenced) = Block::with_fences(data.to_vec()) else {
+        panic!("with_fences rejects a block that new accepts");
+    };
+    let fenced = Arc::new(fenced);
     let mut it = BlockIter::new(Arc::clone(&block));
     let mut forward = Vec::new();
     it.seek_to_first();
@@ -274,6 +280,10 @@ pub fn block_target(data: &[u8]) {
         ge.seek_ge(target);
         let mut le = BlockIter::new(Arc::clone(&block));
         le.seek_le(target);
+        let mut fenced_ge = BlockIter::new(Arc::clone(&fenced));
+        fenced_ge.seek_ge(target);
+        let mut fenced_le = BlockIter::new(Arc::clone(&fenced));
+        fenced_le.seek_le(target);
         if !(forward_ok && sorted) {
             continue;
         }
@@ -293,6 +303,16 @@ pub fn block_target(data: &[u8]) {
             current(&le).as_ref(),
             last_le,
             "seek_le found the wrong entry"
+        );
+        assert_eq!(
+            current(&fenced_ge).as_ref(),
+            first_ge,
+            "seek_ge through fences found the wrong entry"
+        );
+        assert_eq!(
+            current(&fenced_le).as_ref(),
+            last_le,
+            "seek_le through fences found the wrong entry"
         );
     }
 }

@@ -56,8 +56,8 @@ impl Table {
             .map_err(|r| corrupt(footer.properties.offset, r))?;
 
         let index_bytes = read_block(file.as_ref(), &path, footer.index, footer_offset)?;
-        let index =
-            Block::new(index_bytes).map_err(|e| block_corruption(&path, footer.index.offset, e))?;
+        let index = Block::with_fences(index_bytes)
+            .map_err(|e| block_corruption(&path, footer.index.offset, e))?;
         let index = Arc::new(index);
         let index_error = |e| block_corruption(&path, footer.index.offset, e);
         check_index_handles(&index, footer_offset, &props).map_err(|e| match e {
@@ -163,8 +163,14 @@ impl Table {
             return Ok(block);
         }
         let contents = read_block(self.file.as_ref(), &self.path, handle, self.footer_offset)?;
-        let block =
-            Block::new(contents).map_err(|e| block_corruption(&self.path, handle.offset, e))?;
+        // A cached block is sought many times and pays for its fences; a
+        // compaction's block is read once, front to back.
+        let block = if fill_cache {
+            Block::with_fences(contents)
+        } else {
+            Block::new(contents)
+        };
+        let block = block.map_err(|e| block_corruption(&self.path, handle.offset, e))?;
         let block = Arc::new(block);
         if fill_cache {
             self.cache
