@@ -60,16 +60,20 @@ fn memtable(c: &mut Criterion) {
     g.finish();
 }
 
+/// `Options::block_restart_interval`'s default.
+const RESTART_INTERVAL: usize = 4;
+
 fn block(c: &mut Criterion) {
-    // About one 4 KiB block of 16-byte keys and 100-byte values.
+    // About one 4 KiB block of 16-byte keys and 100-byte values, with the
+    // engine's default restart interval.
     let entries: Vec<(Vec<u8>, Vec<u8>)> = (0..32)
         .map(|i| (key_of(i * 7).to_vec(), VALUE.to_vec()))
         .collect();
-    let encoded = encode_block(&entries, 16);
+    let encoded = encode_block(&entries, RESTART_INTERVAL);
     let mut g = c.benchmark_group("block");
     g.throughput(Throughput::Bytes(encoded.len() as u64));
     g.bench_function("encode", |b| {
-        b.iter(|| black_box(encode_block(&entries, 16)))
+        b.iter(|| black_box(encode_block(&entries, RESTART_INTERVAL)))
     });
     g.bench_function("decode_and_scan", |b| {
         b.iter(|| {

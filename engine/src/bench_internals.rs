@@ -52,10 +52,13 @@ pub fn encode_block(entries: &[(Vec<u8>, Vec<u8>)], restart_interval: usize) -> 
 pub struct BenchBlock(Arc<Block>);
 
 impl BenchBlock {
-    /// Decodes and validates a block's contents (restart array, bounds);
+    /// Decodes and validates a block's contents (restart array, bounds)
+    /// and builds its fences, as a block entering the block cache does;
     /// `None` if they are invalid.
     pub fn decode(data: Vec<u8>) -> Option<BenchBlock> {
-        Block::new(data).ok().map(|b| BenchBlock(Arc::new(b)))
+        Block::with_fences(data)
+            .ok()
+            .map(|b| BenchBlock(Arc::new(b)))
     }
 
     /// Steps through every entry; returns how many.
@@ -70,7 +73,7 @@ impl BenchBlock {
         n
     }
 
-    /// Seeks to `user_key` (binary search over restarts, then a linear
+    /// Seeks to `user_key` (binary search over the fences, then a linear
     /// scan); true if it is there.
     pub fn seek(&self, user_key: &[u8]) -> bool {
         let mut it = BlockIter::new(Arc::clone(&self.0));
