@@ -17,7 +17,7 @@
 //! | --- | --- |
 //! | [`wal_target`] | flags, WAL file bytes: replayed, batches decoded into a memtable, then opened as a database |
 //! | [`sstable_target`] | flags, table file bytes: opened, every entry read both ways, point gets |
-//! | [`block_target`] | a block's decoded contents: restart array, iteration both ways, seeks |
+//! | [`block_target`] | a block's decoded contents: restart array, iteration both ways, seeks by keys and through fences |
 //! | [`bloom_target`] | a filter block's contents, then user keys to probe |
 //! | [`manifest_target`] | flags, manifest bytes: edits decoded, `VersionSet` recovered, rewritten, recovered again |
 //! | [`ops_target`] | a program of engine operations, crashes and faults, checked against a model (`ops.rs`) |
