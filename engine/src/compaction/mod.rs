@@ -46,12 +46,15 @@ impl Compaction {
         self.all_inputs().map(|f| f.size).sum()
     }
 
-    /// One table, nothing below it to merge with: move it without rewriting.
+    /// Nothing below to merge with: move the tables without rewriting them.
+    /// Below L0 any number of tables (they do not overlap one another; a
+    /// manual compaction takes a whole level, and rewrote every table at
+    /// every level on its way down); from L0, only its one table.
     pub(crate) fn is_trivial_move(&self) -> bool {
         self.output_level > self.level
-            && self.inputs.len() == 1
             && self.next_inputs.is_empty()
-            && (self.level > 0 || self.version.files(0).len() == 1)
+            && !self.inputs.is_empty()
+            && (self.level > 0 || (self.inputs.len() == 1 && self.version.files(0).len() == 1))
     }
 
     /// Largest internal key among the inputs of `level` (the next
@@ -217,16 +220,32 @@ fn round_robin(files: &[Arc<FileMeta>], pointer: &[u8]) -> Vec<Arc<FileMeta>> {
         .collect()
 }
 
-/// A manual rewrite of the last level's tables overlapping `[lo, hi]` in
-/// place: the only way data already at the bottom meets the compaction
-/// filter, a range tombstone or its own obsolete tombstones again.
+/// A manual rewrite, in place, of last-level tables overlapping `[lo, hi]`:
+/// the only way data already at the bottom meets the compaction filter, a
+/// range tombstone or its own obsolete tombstones again.
+///
+/// Tables numbered `written_from` or above are left alone: the same manual
+/// compaction wrote them, with nothing below their key range (a table
+/// that overlapped anything deeper would have been merged on its way
+/// down, not moved), so they already had every drop a rewrite would make,
+/// and rewriting them cost a second full pass (RocksDB's
+/// `kForceOptimized` skips them too). Each call returns the first run of
+/// consecutive older tables, so that outputs, cut by size, stay inside the
+/// run's span and cannot overlap a table left alone; the caller repeats
+/// until `None` (each rewrite turns older tables into newer ones).
 pub(crate) fn bottommost_for_range(
     version: &Arc<Version>,
     lo: Option<&[u8]>,
     hi: Option<&[u8]>,
+    written_from: u64,
 ) -> Option<Compaction> {
     let level = version.num_levels().checked_sub(1)?;
-    let inputs = version.overlapping(level, lo, hi);
+    let inputs: Vec<Arc<FileMeta>> = version
+        .overlapping(level, lo, hi)
+        .into_iter()
+        .skip_while(|f| f.number >= written_from)
+        .take_while(|f| f.number < written_from)
+        .collect();
     (!inputs.is_empty()).then(|| Compaction {
         level,
         output_level: level,

@@ -736,6 +736,7 @@ impl DbInner {
     /// rewrites the last level's overlapping tables in place.
     fn compact_levels(&self, lo: Option<&[u8]>, hi: Option<&[u8]>) -> Result<()> {
         let levels = self.opts.num_levels;
+        let written_from = lock(&self.versions).peek_file_number();
         for level in 0..levels.saturating_sub(1) {
             self.check_writable()?;
             let version = lock(&self.versions).current();
@@ -743,12 +744,14 @@ impl DbInner {
                 self.run_compaction(&c).map_err(|e| self.poison(e))?;
             }
         }
-        self.check_writable()?;
-        let version = lock(&self.versions).current();
-        if let Some(c) = compaction::bottommost_for_range(&version, lo, hi) {
+        loop {
+            self.check_writable()?;
+            let version = lock(&self.versions).current();
+            let Some(c) = compaction::bottommost_for_range(&version, lo, hi, written_from) else {
+                return Ok(());
+            };
             self.run_compaction(&c).map_err(|e| self.poison(e))?;
         }
-        Ok(())
     }
 
     fn wait_idle(&self) -> Result<()> {

@@ -262,6 +262,12 @@ impl VersionSet {
         self.current.clone()
     }
 
+    /// The number the next new file will get: every file numbered at or
+    /// above it is created after this call.
+    pub(crate) fn peek_file_number(&self) -> u64 {
+        self.next_file_number
+    }
+
     pub(crate) fn new_file_number(&mut self) -> u64 {
         let n = self.next_file_number;
         self.next_file_number += 1;
