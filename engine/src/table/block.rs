@@ -37,7 +37,7 @@ pub(crate) struct Block {
     restarts: Vec<u32>,
     /// Offset where entries end and the restart array begins.
     entries_end: usize,
-    /// Index blocks only: the restart keys cut to integers.
+    /// Index blocks and cached data blocks: the restart keys cut to integers.
     fences: Option<Fences>,
 }
 
@@ -207,7 +207,8 @@ impl Block {
     }
 
     /// [`Block::new`], plus fences over the restart keys for faster seeks:
-    /// for blocks searched often and kept long, a table's index.
+    /// for blocks searched often and kept long, a table's index and the data
+    /// blocks the block cache holds.
     pub(crate) fn with_fences(data: Vec<u8>) -> Result<Block, BlockError> {
         let mut block = Block::new(data)?;
         block.fences = Fences::build(&block);
