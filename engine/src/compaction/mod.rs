@@ -48,8 +48,9 @@ impl Compaction {
 
     /// Nothing below to merge with: move the tables without rewriting them.
     /// Below L0 any number of tables (they do not overlap one another; a
-    /// manual compaction takes a whole level, and rewrote every table at
-    /// every level on its way down); from L0, only its one table.
+    /// manual compaction takes every table of a level in its range, and
+    /// rewrote them all at every level on their way down); from L0, only
+    /// its one table.
     pub(crate) fn is_trivial_move(&self) -> bool {
         self.output_level > self.level
             && self.next_inputs.is_empty()

@@ -733,7 +733,8 @@ impl DbInner {
     }
 
     /// Pushes everything overlapping the range to the last level, then
-    /// rewrites the last level's overlapping tables in place.
+    /// rewrites the last level's overlapping tables in place, except those
+    /// this call wrote (`compaction::bottommost_for_range`).
     fn compact_levels(&self, lo: Option<&[u8]>, hi: Option<&[u8]>) -> Result<()> {
         let levels = self.opts.num_levels;
         let written_from = lock(&self.versions).peek_file_number();
