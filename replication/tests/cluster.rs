@@ -17,18 +17,8 @@ async fn three_nodes_elect_a_leader_and_replicate() {
         cluster.put(1, &format!("k{i}"), &format!("v{i}")).await;
     }
     cluster.converge(1).await;
-    for id in 1..=3 {
-        assert_eq!(
-            cluster.read(id, 1, "k7").as_deref(),
-            Some("v7"),
-            "node {id}"
-        );
-        assert_eq!(
-            cluster.read(id, 1, "k19").as_deref(),
-            Some("v19"),
-            "node {id}"
-        );
-    }
+    cluster.assert_reads(1..=3, 1, "k7", "v7");
+    cluster.assert_reads(1..=3, 1, "k19", "v19");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -42,10 +32,8 @@ async fn writes_continue_after_the_leader_stops() {
     let new = cluster.leader(1).await;
     assert_ne!(new, old);
     cluster.converge(1).await;
-    for id in cluster.running() {
-        assert_eq!(cluster.read(id, 1, "before").as_deref(), Some("1"));
-        assert_eq!(cluster.read(id, 1, "after").as_deref(), Some("2"));
-    }
+    cluster.assert_reads(cluster.running(), 1, "before", "1");
+    cluster.assert_reads(cluster.running(), 1, "after", "2");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,13 +77,7 @@ async fn a_minority_cannot_commit_and_a_healed_partition_converges() {
 
     cluster.net.heal();
     cluster.converge(1).await;
-    for id in 1..=5 {
-        assert_eq!(
-            cluster.read(id, 1, "k").as_deref(),
-            Some("majority"),
-            "node {id}"
-        );
-    }
+    cluster.assert_reads(1..=5, 1, "k", "majority");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,13 +103,7 @@ async fn concurrent_increments_apply_exactly_once_each() {
         task.await.unwrap();
     }
     cluster.converge(1).await;
-    for id in 1..=3 {
-        assert_eq!(
-            cluster.read(id, 1, "counter").as_deref(),
-            Some("200"),
-            "node {id}"
-        );
-    }
+    cluster.assert_reads(1..=3, 1, "counter", "200");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,18 +23,8 @@ async fn quic_three_nodes_replicate_and_survive_losing_the_leader() {
     cluster.put(1, "after", "failover").await;
     cluster.start(old).await;
     cluster.converge(1).await;
-    for id in 1..=3 {
-        assert_eq!(
-            cluster.read(id, 1, "k29").as_deref(),
-            Some("v"),
-            "node {id}"
-        );
-        assert_eq!(
-            cluster.read(id, 1, "after").as_deref(),
-            Some("failover"),
-            "node {id}"
-        );
-    }
+    cluster.assert_reads(1..=3, 1, "k29", "v");
+    cluster.assert_reads(1..=3, 1, "after", "failover");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,13 +147,7 @@ async fn quic_a_minority_cannot_commit_and_the_majority_history_wins() {
         cluster.start(id).await;
     }
     cluster.converge(1).await;
-    for id in 1..=5 {
-        assert_eq!(
-            cluster.read(id, 1, "k").as_deref(),
-            Some("majority"),
-            "node {id}"
-        );
-    }
+    cluster.assert_reads(1..=5, 1, "k", "majority");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

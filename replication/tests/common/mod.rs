@@ -349,6 +349,19 @@ impl Cluster {
             .map(|v| String::from_utf8(v).unwrap())
     }
 
+    /// Asserts that each of `ids` reads `want` for `name` in group `g`.
+    pub fn assert_reads(
+        &self,
+        ids: impl IntoIterator<Item = NodeId>,
+        g: GroupId,
+        name: &str,
+        want: &str,
+    ) {
+        for id in ids {
+            assert_eq!(self.read(id, g, name).as_deref(), Some(want), "node {id}");
+        }
+    }
+
     /// Waits until the leader of `g` has applied its whole log, then until
     /// every running member (in the leader's membership) has applied as
     /// much. Metrics lag the replies a little, hence the leader wait.
