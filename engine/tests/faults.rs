@@ -282,6 +282,27 @@ fn table_create_failure_under_load_poisons_engine() {
 }
 
 #[test]
+fn table_create_failure_in_one_subcompaction_fails_the_manual_compaction() {
+    // Pins that a manual compaction split across threads fails as a whole
+    // when one piece cannot create its table: the error reaches the caller,
+    // the engine is poisoned, the other pieces' tables are never installed,
+    // and every acknowledged write survives a reopen.
+    let mut l = Loaded::new(11, 3000);
+    l.db.flush().unwrap();
+    l.db.wait_for_background().unwrap();
+    // Nothing left to flush: every table created from here is a piece's.
+    l.fs.inject_fault(FaultOp::Create, Some(".sst"), 1, 1);
+    let e =
+        l.db.compact_range(None, None)
+            .expect_err("compaction succeeded though a table could not be created");
+    assert!(e.is_poisoned(), "{e}");
+    assert_io(&e, "injected fault: Create");
+    assert!(l.db.stats().subcompactions >= 1, "{:?}", l.db.stats());
+    l.assert_poisoned_for_good();
+    l.reopen_and_check(None);
+}
+
+#[test]
 fn wal_create_failure_at_memtable_switch_poisons_engine() {
     // Pins that failing to start a new WAL refuses the write that needed it.
     let mut l = Loaded::new(6, 50);

@@ -29,6 +29,7 @@ use crate::version::edit::{NewFile, VersionEdit};
 use crate::version::set::table_name;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// What a compaction needs from the engine.
 pub(crate) struct JobEnv<'a> {
@@ -210,14 +211,141 @@ fn input_iterator(c: &Compaction, tables: &Arc<TableCache>) -> Result<MergingIte
     Ok(MergingIterator::new(children, Direction::Forward))
 }
 
-/// Merges the inputs into new tables at the output level.
-pub(crate) fn run(c: &Compaction, env: &JobEnv<'_>) -> Result<JobResult> {
+/// Up to `pieces - 1` user keys that cut `c`'s key space into ranges of
+/// about equal input bytes, ascending; each starts a range (the one before
+/// it ends just below it). Empty when `c` is too small to split: every range
+/// must bring at least an eighth of a target table's input, or it would cost
+/// a thread and a small table for little work.
+///
+/// The cuts come from the inputs' index blocks (`Table::block_ends`): each
+/// data block's last user key with the block's size. Sorted together, the
+/// running sum of sizes up to a key is about the input bytes at or below it,
+/// however the inputs overlap. A cut is that key plus a zero byte, the
+/// smallest user key above it, so the ranges are disjoint and no user key's
+/// versions straddle two of them.
+pub(crate) fn split_points(
+    c: &Compaction,
+    env: &JobEnv<'_>,
+    pieces: usize,
+) -> Result<Vec<Vec<u8>>> {
+    let min_bytes = (env.target_file_size_bytes / 8).max(1);
+    let pieces = pieces.min(usize::try_from(c.input_bytes() / min_bytes).unwrap_or(usize::MAX));
+    if pieces < 2 {
+        return Ok(Vec::new());
+    }
+    let mut ends = Vec::new();
+    for f in c.all_inputs() {
+        ends.extend(env.tables.get(f)?.block_ends());
+    }
+    ends.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let total: u64 = ends.iter().map(|(_, bytes)| bytes).sum();
+    let largest = ends.last().map(|(k, _)| k.clone()).unwrap_or_default();
+    let (mut cuts, mut below) = (Vec::new(), 0u64);
+    for (user_key, bytes) in ends {
+        below += bytes;
+        let next = cuts.len() as u128 + 1;
+        let due = u128::from(below) * pieces as u128 >= u128::from(total) * next;
+        if due && next < pieces as u128 && user_key < largest {
+            let mut cut = user_key;
+            cut.push(0);
+            if cuts.last().is_none_or(|last: &Vec<u8>| *last < cut) {
+                cuts.push(cut);
+            }
+        }
+    }
+    Ok(cuts)
+}
+
+/// Merges the inputs into new tables at the output level. With `cuts`
+/// (from `split_points`), each range between them is merged by its own
+/// thread (a subcompaction), the first by the caller's; their outputs are
+/// disjoint, so together they are one level's worth of tables, installed
+/// by one edit. The first range to fail stops the others.
+pub(crate) fn run(c: &Compaction, env: &JobEnv<'_>, cuts: &[Vec<u8>]) -> Result<JobResult> {
+    let range_del_seq = applied_range_del_seq(c, &env.snapshots);
+    let starts = std::iter::once(None).chain(cuts.iter().map(|k| Some(k.as_slice())));
+    let ends = cuts
+        .iter()
+        .map(|k| Some(k.as_slice()))
+        .chain(std::iter::once(None));
+    let ranges: Vec<KeyRange<'_>> = starts.zip(ends).collect();
+    let failed = AtomicBool::new(false);
+    let merge = |range: KeyRange<'_>| {
+        let r = merge_range(c, env, range_del_seq, range, &failed);
+        if r.is_err() {
+            failed.store(true, Ordering::Relaxed);
+        }
+        r
+    };
+    let results: Vec<Result<Vec<NewFile>>> = std::thread::scope(|s| {
+        let (first, rest) = ranges
+            .split_first()
+            .map_or((None, &[][..]), |(f, r)| (Some(*f), r));
+        let handles: Vec<_> = rest
+            .iter()
+            .map(|&range| s.spawn(move || merge(range)))
+            .collect();
+        let mut results: Vec<_> = first.map(&merge).into_iter().collect();
+        // A panic is a bug, not an I/O outcome: it goes on up as it would
+        // from an unsplit compaction.
+        results.extend(
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))),
+        );
+        results
+    });
+    let mut files = Vec::new();
+    for r in results {
+        files.extend(r?);
+    }
+    if !files.is_empty() {
+        env.fs
+            .sync_dir(env.dir)
+            .map_err(|e| Error::io("fsync directory", env.dir, e))?;
+    }
+    let bytes_written = files.iter().map(|f| f.size).sum();
+    let mut edit = VersionEdit::default();
+    for f in &c.inputs {
+        edit.deleted_files.push((c.level, f.number));
+    }
+    for f in &c.next_inputs {
+        edit.deleted_files.push((c.output_level(), f.number));
+    }
+    edit.new_files = files;
+    // A rewrite of the last level in place takes nothing from `c.level`:
+    // leave that level's round-robin pointer where it was.
+    if !c.inputs.is_empty() {
+        edit.compact_pointers.push((c.level, c.largest_input_key()));
+    }
+    Ok(JobResult {
+        edit,
+        bytes_written,
+    })
+}
+
+/// User keys `[start, end)`; `None` is unbounded.
+type KeyRange<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
+/// Merges the inputs' entries whose user keys lie in `range` into tables;
+/// returns them (finished and synced). Stops early, with what it has, once
+/// `failed` is set by another range.
+fn merge_range(
+    c: &Compaction,
+    env: &JobEnv<'_>,
+    range_del_seq: u64,
+    (start, end): KeyRange<'_>,
+    failed: &AtomicBool,
+) -> Result<Vec<NewFile>> {
     let mut it = input_iterator(c, env.tables)?;
-    it.seek_to_first();
+    match start {
+        Some(k) => it.seek(&key::lookup_key(k, key::MAX_SEQUENCE)),
+        None => it.seek_to_first(),
+    }
     let mut out = Output {
         env,
         level: c.output_level(),
-        range_del_seq: applied_range_del_seq(c, &env.snapshots),
+        range_del_seq,
         current: None,
         files: Vec::new(),
     };
@@ -236,6 +364,9 @@ pub(crate) fn run(c: &Compaction, env: &JobEnv<'_>) -> Result<JobResult> {
             .ok_or_else(|| Error::corruption("<compaction input>", 0, "malformed internal key"))?;
         let first_of_key = current_key.as_deref() != Some(p.user_key);
         if first_of_key {
+            if end.is_some_and(|end| p.user_key >= end) || failed.load(Ordering::Relaxed) {
+                break;
+            }
             // Both rules see every key (the cutter must advance).
             let gp_cut = grandparents.cut_before(p.user_key);
             if gp_cut || out.should_cut() {
@@ -272,29 +403,7 @@ pub(crate) fn run(c: &Compaction, env: &JobEnv<'_>) -> Result<JobResult> {
     }
     it.status()?;
     out.finish_current()?;
-    if !out.files.is_empty() {
-        env.fs
-            .sync_dir(env.dir)
-            .map_err(|e| Error::io("fsync directory", env.dir, e))?;
-    }
-    let bytes_written = out.files.iter().map(|f| f.size).sum();
-    let mut edit = VersionEdit::default();
-    for f in &c.inputs {
-        edit.deleted_files.push((c.level, f.number));
-    }
-    for f in &c.next_inputs {
-        edit.deleted_files.push((c.output_level(), f.number));
-    }
-    edit.new_files = out.files;
-    // A rewrite of the last level in place takes nothing from `c.level`:
-    // leave that level's round-robin pointer where it was.
-    if !c.inputs.is_empty() {
-        edit.compact_pointers.push((c.level, c.largest_input_key()));
-    }
-    Ok(JobResult {
-        edit,
-        bytes_written,
-    })
+    Ok(out.files)
 }
 
 #[cfg(test)]

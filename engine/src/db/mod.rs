@@ -537,7 +537,9 @@ impl DbInner {
             };
             let result = match &job {
                 Job::Flush => self.flush_oldest(),
-                Job::Compact(c) => self.run_compaction(c),
+                // One thread each: the other background threads may be
+                // running compactions of their own.
+                Job::Compact(c) => self.run_compaction(c, 1),
             };
             if let Err(e) = result {
                 self.poison(e);
@@ -666,14 +668,17 @@ impl DbInner {
         }
     }
 
-    fn run_compaction(&self, c: &Compaction) -> Result<()> {
+    /// Runs `c`, split into up to `pieces` subcompactions (`job::run`).
+    fn run_compaction(&self, c: &Compaction, pieces: usize) -> Result<()> {
         let result = if c.is_trivial_move() {
             Counters::add(&self.counters.trivial_moves, 1);
             job::trivial_move(c)
         } else {
             let next_number = || lock(&self.versions).new_file_number();
             let env = self.job_env(&next_number);
-            let r = job::run(c, &env)?;
+            let cuts = job::split_points(c, &env, pieces)?;
+            Counters::add(&self.counters.subcompactions, cuts.len() as u64);
+            let r = job::run(c, &env, &cuts)?;
             Counters::add(&self.counters.compaction_bytes_read, c.input_bytes());
             r
         };
@@ -734,15 +739,19 @@ impl DbInner {
 
     /// Pushes everything overlapping the range to the last level, then
     /// rewrites the last level's overlapping tables in place, except those
-    /// this call wrote (`compaction::bottommost_for_range`).
+    /// this call wrote (`compaction::bottommost_for_range`). Automatic
+    /// compactions wait while this runs (`BgState::manual`), so each step
+    /// splits into as many subcompactions as there are background threads.
     fn compact_levels(&self, lo: Option<&[u8]>, hi: Option<&[u8]>) -> Result<()> {
+        let pieces = self.opts.background_threads.max(1);
         let levels = self.opts.num_levels;
         let written_from = lock(&self.versions).peek_file_number();
         for level in 0..levels.saturating_sub(1) {
             self.check_writable()?;
             let version = lock(&self.versions).current();
             if let Some(c) = compaction::for_range(&version, level, lo, hi) {
-                self.run_compaction(&c).map_err(|e| self.poison(e))?;
+                self.run_compaction(&c, pieces)
+                    .map_err(|e| self.poison(e))?;
             }
         }
         loop {
@@ -751,7 +760,8 @@ impl DbInner {
             let Some(c) = compaction::bottommost_for_range(&version, lo, hi, written_from) else {
                 return Ok(());
             };
-            self.run_compaction(&c).map_err(|e| self.poison(e))?;
+            self.run_compaction(&c, pieces)
+                .map_err(|e| self.poison(e))?;
         }
     }
 

@@ -33,6 +33,9 @@ pub struct Stats {
     pub compactions: u64,
     /// Compactions that moved a table down a level without rewriting it.
     pub trivial_moves: u64,
+    /// Extra threads' worth of compaction: a compaction split into `n`
+    /// subcompactions adds `n - 1` (only manual compactions split).
+    pub subcompactions: u64,
     /// Writes that waited for a flush or compaction, and for how long.
     pub stall_count: u64,
     pub stall_micros: u64,
@@ -88,6 +91,7 @@ pub(crate) struct Counters {
     pub flushes: AtomicU64,
     pub compactions: AtomicU64,
     pub trivial_moves: AtomicU64,
+    pub subcompactions: AtomicU64,
     pub stall_count: AtomicU64,
     pub stall_micros: AtomicU64,
     pub slowdown_count: AtomicU64,
@@ -111,6 +115,7 @@ impl Counters {
         s.flushes = get(&self.flushes);
         s.compactions = get(&self.compactions);
         s.trivial_moves = get(&self.trivial_moves);
+        s.subcompactions = get(&self.subcompactions);
         s.stall_count = get(&self.stall_count);
         s.stall_micros = get(&self.stall_micros);
         s.slowdown_count = get(&self.slowdown_count);

@@ -131,6 +131,24 @@ impl Table {
         }
     }
 
+    /// Each data block's last user key (as the index holds it, a key at or
+    /// above the block's last) and the block's size on disk, in key order:
+    /// where the table's bytes lie along the key space, without reading a
+    /// data block. Subcompactions split their work on these.
+    pub(crate) fn block_ends(&self) -> Vec<(Vec<u8>, u64)> {
+        let mut ends = Vec::new();
+        let mut it = BlockIter::new(Arc::clone(&self.index));
+        it.seek_to_first();
+        while it.valid() {
+            // `Table::open` checked every index key and handle.
+            if let Some(h) = BlockHandle::decode_varint(it.value()) {
+                ends.push((key::user_key(it.key()).to_vec(), h.size));
+            }
+            it.next();
+        }
+        ends
+    }
+
     pub(crate) fn properties(&self) -> &TableProperties {
         &self.props
     }
