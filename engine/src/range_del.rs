@@ -88,6 +88,11 @@ impl FragmentedTombstones {
         self.seqs.get(i).map(Vec::as_slice)
     }
 
+    /// True when no tombstone covers anything.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.seqs.iter().all(Vec::is_empty)
+    }
+
     /// Largest sequence number `<= read_seq` of a tombstone covering
     /// `user_key`, or 0: what a reader at `read_seq` must compare against.
     pub(crate) fn max_seq_at(&self, user_key: &[u8], read_seq: u64) -> u64 {
