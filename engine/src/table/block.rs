@@ -16,7 +16,7 @@ use crate::key::{self, compare_internal};
 use crate::util::coding::{Decoder, decode_fixed32};
 use std::cmp::Ordering;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// Bad bytes inside a block: where (offset within the decoded block) and why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,8 +37,12 @@ pub(crate) struct Block {
     restarts: Vec<u32>,
     /// Offset where entries end and the restart array begins.
     entries_end: usize,
-    /// Index blocks and cached data blocks: the restart keys cut to integers.
-    fences: Option<Fences>,
+    /// Index blocks and cached data blocks want fences (`with_fences`).
+    fenced: bool,
+    /// The fences, built at the block's first seek, not when it is read: a
+    /// scan loads every block into the cache and seeks in none of them, and
+    /// building fences for each had cost 5% of a first full scan.
+    fences: OnceLock<Option<Fences>>,
 }
 
 /// The restart keys of a block, each cut to 8 bytes, so that a seek
@@ -155,6 +159,8 @@ impl Fences {
         from + group.partition_point(|&k| k < t)
     }
 
+    /// Bytes the fences hold (the block's charge estimates this up front).
+    #[cfg(test)]
     fn bytes(&self) -> usize {
         self.prefix.capacity() + 8 * (self.keys.capacity() + self.sample.capacity())
     }
@@ -202,25 +208,41 @@ impl Block {
             data,
             restarts,
             entries_end,
-            fences: None,
+            fenced: false,
+            fences: OnceLock::new(),
         })
     }
 
-    /// [`Block::new`], plus fences over the restart keys for faster seeks:
-    /// for blocks searched often and kept long, a table's index and the data
-    /// blocks the block cache holds.
+    /// [`Block::new`], plus fences over the restart keys for faster seeks
+    /// (built at the first seek): for blocks searched often and kept long,
+    /// a table's index and the data blocks the block cache holds.
     pub(crate) fn with_fences(data: Vec<u8>) -> Result<Block, BlockError> {
         let mut block = Block::new(data)?;
-        block.fences = Fences::build(&block);
+        block.fenced = true;
         Ok(block)
     }
 
+    /// The fences, built on first use; None for a block without them (or
+    /// whose restart keys did not allow them).
+    fn fences(&self) -> Option<&Fences> {
+        if !self.fenced {
+            return None;
+        }
+        self.fences.get_or_init(|| Fences::build(self)).as_ref()
+    }
+
     /// Bytes this block holds in memory (its charge in the block cache).
+    /// Fences count before they are built, so the charge never changes
+    /// while the cache holds the block: 8 bytes a restart, an eighth more
+    /// for the sample, and their shared prefix taken as 32 bytes.
     pub(crate) fn charge(&self) -> usize {
-        self.data.capacity()
-            + 4 * self.restarts.capacity()
-            + self.fences.as_ref().map_or(0, Fences::bytes)
-            + std::mem::size_of::<Block>()
+        let n = self.restarts.len();
+        let fences = if self.fenced {
+            8 * (n + n.div_ceil(SAMPLE)) + 32
+        } else {
+            0
+        };
+        self.data.capacity() + 4 * self.restarts.capacity() + fences + std::mem::size_of::<Block>()
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -415,7 +437,7 @@ impl BlockIter {
         target: &[u8],
         pred: impl Fn(&[u8]) -> bool,
     ) -> Result<Option<usize>, BlockError> {
-        let Range { start, end } = match &self.block.fences {
+        let Range { start, end } = match self.block.fences() {
             Some(f) => f.candidates(target),
             None => 0..self.block.restarts.len(),
         };
@@ -750,10 +772,7 @@ mod tests {
             b.add(k, v);
         }
         let block = Arc::new(Block::with_fences(b.finish()).unwrap());
-        let fences = block
-            .fences
-            .as_ref()
-            .expect("sorted restart keys get fences");
+        let fences = block.fences().expect("sorted restart keys get fences");
         assert_eq!(fences.prefix, b"tenant/0042/");
         assert_eq!(fences.keys.len(), entries.len());
 
@@ -830,6 +849,28 @@ mod tests {
     }
 
     #[test]
+    fn a_block_is_charged_for_its_fences_before_they_are_built() {
+        // Fences are built at the first seek, after the cache has charged
+        // the block: the charge counts them up front and does not change,
+        // and covers what they hold when their shared prefix is short.
+        let users = fence_edge_keys();
+        let mut b = BlockBuilder::new(1);
+        for u in &users {
+            b.add(&make_internal_key(u, 1, ValueKind::Value), b"v");
+        }
+        let block = Arc::new(Block::with_fences(b.finish()).unwrap());
+        let plain = Block::new(block.data.clone()).unwrap();
+        let before = block.charge();
+        let mut it = BlockIter::new(Arc::clone(&block));
+        it.seek_ge(&make_internal_key(&users[3], 1, ValueKind::Value));
+        assert!(it.valid());
+        let fences = block.fences().expect("sorted restart keys get fences");
+        assert_eq!(block.charge(), before);
+        assert!(fences.prefix.len() <= 32);
+        assert!(before >= plain.charge() + fences.bytes(), "{before}");
+    }
+
+    #[test]
     fn out_of_order_restart_keys_get_no_fences() {
         // Fences assume sorted keys; a block whose restart keys are out of
         // order (only damage makes one) is searched key by key instead.
@@ -838,12 +879,12 @@ mod tests {
             b.add(&make_internal_key(u, 1, ValueKind::Value), b"v");
         }
         let block = Block::with_fences(b.finish()).unwrap();
-        assert!(block.fences.is_none());
+        assert!(block.fences().is_none());
         let mut b = BlockBuilder::new(1);
         for u in [&b"a"[..], b"b", b"c"] {
             b.add(&make_internal_key(u, 1, ValueKind::Value), b"v");
         }
-        assert!(Block::with_fences(b.finish()).unwrap().fences.is_some());
+        assert!(Block::with_fences(b.finish()).unwrap().fences().is_some());
     }
 
     #[test]
