@@ -211,14 +211,19 @@ fn input_iterator(c: &Compaction, tables: &Arc<TableCache>) -> Result<MergingIte
     Ok(MergingIterator::new(children, Direction::Forward))
 }
 
+/// Points each input table gives `split_points` (`Table::block_ends`):
+/// with thousands of inputs, a few megabytes at most, and still a cut
+/// within 1/128 of a table of where equal shares fall.
+const SPLIT_POINTS_PER_TABLE_MAX: usize = 128;
+
 /// Up to `pieces - 1` user keys that cut `c`'s key space into ranges of
 /// about equal input bytes, ascending; each starts a range (the one before
 /// it ends just below it). Empty when `c` is too small to split: every range
 /// must bring at least an eighth of a target table's input, or it would cost
 /// a thread and a small table for little work.
 ///
-/// The cuts come from the inputs' index blocks (`Table::block_ends`): each
-/// data block's last user key with the block's size. Sorted together, the
+/// The cuts come from the inputs' index blocks (`Table::block_ends`): data
+/// blocks' last user keys with the blocks' sizes. Sorted together, the
 /// running sum of sizes up to a key is about the input bytes at or below it,
 /// however the inputs overlap. A cut is that key plus a zero byte, the
 /// smallest user key above it, so the ranges are disjoint and no user key's
@@ -235,7 +240,7 @@ pub(crate) fn split_points(
     }
     let mut ends = Vec::new();
     for f in c.all_inputs() {
-        ends.extend(env.tables.get(f)?.block_ends());
+        ends.extend(env.tables.get(f)?.block_ends(SPLIT_POINTS_PER_TABLE_MAX));
     }
     ends.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let total: u64 = ends.iter().map(|(_, bytes)| bytes).sum();

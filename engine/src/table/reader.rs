@@ -131,20 +131,36 @@ impl Table {
         }
     }
 
-    /// Each data block's last user key (as the index holds it, a key at or
-    /// above the block's last) and the block's size on disk, in key order:
-    /// where the table's bytes lie along the key space, without reading a
-    /// data block. Subcompactions split their work on these.
-    pub(crate) fn block_ends(&self) -> Vec<(Vec<u8>, u64)> {
-        let mut ends = Vec::new();
+    /// Where the table's bytes lie along the key space, read off the index
+    /// without touching a data block: at most `points_max` pairs, in key
+    /// order, of a user key and the bytes of the data blocks since the
+    /// previous pair, up to and including the block that key ends (as the
+    /// index holds it, a key at or above the block's last). Consecutive
+    /// blocks are grouped to stay within `points_max`, so a caller's memory
+    /// does not grow with the table. Subcompactions split their work on
+    /// these.
+    pub(crate) fn block_ends(&self, points_max: usize) -> Vec<(Vec<u8>, u64)> {
+        let blocks = usize::try_from(self.props.num_data_blocks).unwrap_or(usize::MAX);
+        let per_point = blocks.div_ceil(points_max.max(1)).max(1);
+        let mut ends = Vec::with_capacity(blocks.min(points_max));
+        let (mut bytes, mut grouped) = (0u64, 0usize);
         let mut it = BlockIter::new(Arc::clone(&self.index));
         it.seek_to_first();
         while it.valid() {
             // `Table::open` checked every index key and handle.
             if let Some(h) = BlockHandle::decode_varint(it.value()) {
-                ends.push((key::user_key(it.key()).to_vec(), h.size));
+                bytes += h.size;
+                grouped += 1;
             }
-            it.next();
+            let last = {
+                let key = key::user_key(it.key()).to_vec();
+                it.next();
+                (grouped == per_point || !it.valid()).then_some(key)
+            };
+            if let Some(key) = last {
+                ends.push((key, bytes));
+                (bytes, grouped) = (0, 0);
+            }
         }
         ends
     }
@@ -543,6 +559,39 @@ mod tests {
             it.next();
         }
         out
+    }
+
+    #[test]
+    fn block_ends_cover_every_block_in_at_most_the_points_asked() {
+        // Subcompactions cut on these: the bytes add up to all data blocks,
+        // the keys ascend and end at or above the table's last key, and
+        // however few points are asked for, no more come back.
+        let m = versions_model();
+        let (bytes, summary) = build(&m, opts(Compression::Lz4, 256, 4));
+        let t = open(bytes, true).unwrap();
+        let blocks = t.properties().num_data_blocks;
+        assert!(blocks > 40, "{blocks} blocks");
+        let last_user = m.keys().last().map(|(u, _)| u.clone()).unwrap();
+        for points_max in [1, 2, 7, 40, 10_000] {
+            let ends = t.block_ends(points_max);
+            assert!(
+                !ends.is_empty() && ends.len() <= points_max,
+                "{points_max}: {}",
+                ends.len()
+            );
+            assert!(ends.windows(2).all(|w| w[0].0 <= w[1].0));
+            assert!(ends.last().unwrap().0 >= last_user);
+            let total: u64 = ends.iter().map(|(_, b)| b).sum();
+            // Data blocks are part of the file; index, filter and footer are the rest.
+            assert!(total > 0 && total < summary.file_size, "{total}");
+            if points_max as u64 >= blocks {
+                assert_eq!(ends.len() as u64, blocks);
+            }
+        }
+        assert_eq!(
+            t.block_ends(1)[0].1,
+            t.block_ends(10_000).iter().map(|(_, b)| b).sum::<u64>()
+        );
     }
 
     #[test]
