@@ -37,8 +37,9 @@ pub(crate) struct Block {
     restarts: Vec<u32>,
     /// Offset where entries end and the restart array begins.
     entries_end: usize,
-    /// Index blocks and cached data blocks want fences (`with_fences`).
-    fenced: bool,
+    /// Index blocks and cached data blocks want fences (`with_fences`):
+    /// the most bytes they can hold, charged before they exist; 0 for none.
+    fence_bytes_max: usize,
     /// The fences, built at the block's first seek, not when it is read: a
     /// scan loads every block into the cache and seeks in none of them, and
     /// building fences for each had cost 5% of a first full scan.
@@ -208,7 +209,7 @@ impl Block {
             data,
             restarts,
             entries_end,
-            fenced: false,
+            fence_bytes_max: 0,
             fences: OnceLock::new(),
         })
     }
@@ -218,31 +219,31 @@ impl Block {
     /// a table's index and the data blocks the block cache holds.
     pub(crate) fn with_fences(data: Vec<u8>) -> Result<Block, BlockError> {
         let mut block = Block::new(data)?;
-        block.fenced = true;
+        // 8 bytes a restart, an eighth more for the sample, and the shared
+        // prefix, which is part of the first restart's user key.
+        let n = block.restarts.len();
+        let prefix_max = block.restart_key(0).map_or(0, |k| key::user_key(k).len());
+        block.fence_bytes_max = 8 * (n + n.div_ceil(SAMPLE)) + prefix_max;
         Ok(block)
     }
 
     /// The fences, built on first use; None for a block without them (or
     /// whose restart keys did not allow them).
     fn fences(&self) -> Option<&Fences> {
-        if !self.fenced {
+        if self.fence_bytes_max == 0 {
             return None;
         }
         self.fences.get_or_init(|| Fences::build(self)).as_ref()
     }
 
     /// Bytes this block holds in memory (its charge in the block cache).
-    /// Fences count before they are built, so the charge never changes
-    /// while the cache holds the block: 8 bytes a restart, an eighth more
-    /// for the sample, and their shared prefix taken as 32 bytes.
+    /// Fences count at their most before they are built, so the charge
+    /// never changes while the cache holds the block.
     pub(crate) fn charge(&self) -> usize {
-        let n = self.restarts.len();
-        let fences = if self.fenced {
-            8 * (n + n.div_ceil(SAMPLE)) + 32
-        } else {
-            0
-        };
-        self.data.capacity() + 4 * self.restarts.capacity() + fences + std::mem::size_of::<Block>()
+        self.data.capacity()
+            + 4 * self.restarts.capacity()
+            + self.fence_bytes_max
+            + std::mem::size_of::<Block>()
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -851,8 +852,8 @@ mod tests {
     #[test]
     fn a_block_is_charged_for_its_fences_before_they_are_built() {
         // Fences are built at the first seek, after the cache has charged
-        // the block: the charge counts them up front and does not change,
-        // and covers what they hold when their shared prefix is short.
+        // the block: the charge counts them up front, does not change, and
+        // covers what they hold.
         let users = fence_edge_keys();
         let mut b = BlockBuilder::new(1);
         for u in &users {
@@ -866,7 +867,6 @@ mod tests {
         assert!(it.valid());
         let fences = block.fences().expect("sorted restart keys get fences");
         assert_eq!(block.charge(), before);
-        assert!(fences.prefix.len() <= 32);
         assert!(before >= plain.charge() + fences.bytes(), "{before}");
     }
 
