@@ -92,6 +92,12 @@ pub struct Options {
     pub num_levels: usize,
     /// Background threads for flushes and compactions. Default 2.
     pub background_threads: usize,
+    /// Threads a manual compaction (`Db::compact_range`) splits each merge
+    /// over, the caller's among them (RocksDB's `max_subcompactions`).
+    /// Automatic compactions, which a manual one pauses, run whole, one per
+    /// background thread. Default 2, the background threads' default; 1
+    /// runs every merge whole; at most 64 are used.
+    pub max_subcompactions: usize,
     /// Bound on the bytes of one group-commit batch. Default 1 MiB.
     pub max_write_group_bytes: usize,
     /// Entries in a group from which its writers insert into the memtable
@@ -135,6 +141,7 @@ impl Default for Options {
             level_size_ratio: 10,
             num_levels: 7,
             background_threads: 2,
+            max_subcompactions: 2,
             max_write_group_bytes: 1 << 20,
             concurrent_insert_min_entries: 64,
             max_key_bytes: 64 << 10,

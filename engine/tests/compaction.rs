@@ -245,14 +245,14 @@ fn a_full_compaction_writes_its_data_about_once() {
 
 #[test]
 fn a_split_manual_compaction_keeps_what_every_reader_sees() {
-    // compact_range splits each merge into one key range per background
-    // thread. The pieces must together write exactly what one merge would:
+    // compact_range splits each merge into up to `max_subcompactions` key
+    // ranges, merged by as many threads. The pieces must together write exactly what one merge would:
     // every live key once, every version a snapshot still reads, nothing a
     // tombstone hides, and tables that do not overlap (the version refuses
     // overlapping tables, so an overlap fails compact_range itself).
     let fs = MemFs::new();
     let o = Options {
-        background_threads: 3,
+        max_subcompactions: 3,
         max_bytes_for_level_base: 1 << 30,
         ..opts(&fs)
     };

@@ -19,6 +19,8 @@ pub(super) fn open(dir: &Path, s: &Settings) -> Result<Box<dyn Engine>> {
         block_cache_bytes: s.cache_bytes,
         write_buffer_bytes: s.write_buffer_bytes,
         background_threads: s.background_threads,
+        // As RocksDB's adapter sets its `max_subcompactions`.
+        max_subcompactions: s.background_threads,
         ..Options::default()
     };
     let db = Db::open(dir, opts).map_err(engine(NAME, "open"))?;

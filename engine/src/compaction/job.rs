@@ -211,6 +211,10 @@ fn input_iterator(c: &Compaction, tables: &Arc<TableCache>) -> Result<MergingIte
     Ok(MergingIterator::new(children, Direction::Forward))
 }
 
+/// Most threads one compaction is split over, whatever
+/// `Options::max_subcompactions` asks.
+pub(crate) const SUBCOMPACTIONS_MAX: usize = 64;
+
 /// Points each input table gives `split_points` (`Table::block_ends`):
 /// with thousands of inputs, a few megabytes at most, and still a cut
 /// within 1/128 of a table of where equal shares fall.

@@ -746,10 +746,13 @@ impl DbInner {
     /// Pushes everything overlapping the range to the last level, then
     /// rewrites the last level's overlapping tables in place, except those
     /// this call wrote (`compaction::bottommost_for_range`). Automatic
-    /// compactions wait while this runs (`BgState::manual`), so each step
-    /// splits into as many subcompactions as there are background threads.
+    /// compactions wait while this runs (`BgState::manual`), and each step
+    /// splits into up to `max_subcompactions` subcompactions.
     fn compact_levels(&self, lo: Option<&[u8]>, hi: Option<&[u8]>) -> Result<()> {
-        let pieces = self.opts.background_threads.max(1);
+        let pieces = self
+            .opts
+            .max_subcompactions
+            .clamp(1, job::SUBCOMPACTIONS_MAX);
         let levels = self.opts.num_levels;
         let written_from = lock(&self.versions).peek_file_number();
         for level in 0..levels.saturating_sub(1) {

@@ -123,6 +123,8 @@ pub(crate) fn small_options(fs: &MemFs) -> Options {
         l0_stop_trigger: 12,
         slowdown_delay_ms: 0,
         background_threads: 1,
+        // Manual compactions split in three, so the model checks the pieces.
+        max_subcompactions: 3,
         max_manifest_bytes: 2048,
         ..Options::default()
     }
