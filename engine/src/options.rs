@@ -98,6 +98,14 @@ pub struct Options {
     /// background thread. Default 2, the background threads' default; 1
     /// runs every merge whole; at most 64 are used.
     pub max_subcompactions: usize,
+    /// Milliseconds without a write after which the background folds the
+    /// write-optimised parts into the read-optimised ones: the memtable is
+    /// flushed and L0 is merged into L1, so reads consult one sorted table
+    /// per level instead of a skiplist and every overlapping L0 table.
+    /// Once per pause, and only while the bytes it would rewrite stay
+    /// within twice the bytes written since the last one (so it adds at
+    /// most 2 to write amplification). Default 1000; 0 never.
+    pub idle_compaction_ms: u64,
     /// Bound on the bytes of one group-commit batch. Default 1 MiB.
     pub max_write_group_bytes: usize,
     /// Entries in a group from which its writers insert into the memtable
@@ -142,6 +150,7 @@ impl Default for Options {
             num_levels: 7,
             background_threads: 2,
             max_subcompactions: 2,
+            idle_compaction_ms: 1000,
             max_write_group_bytes: 1 << 20,
             concurrent_insert_min_entries: 64,
             max_key_bytes: 64 << 10,
@@ -166,6 +175,7 @@ impl fmt::Debug for Options {
             .field("l0_compaction_trigger", &self.l0_compaction_trigger)
             .field("max_bytes_for_level_base", &self.max_bytes_for_level_base)
             .field("num_levels", &self.num_levels)
+            .field("idle_compaction_ms", &self.idle_compaction_ms)
             .finish_non_exhaustive()
     }
 }

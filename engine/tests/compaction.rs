@@ -1,6 +1,6 @@
 //! Compaction behaviour seen through the public API: the compaction filter,
-//! write stalls, level shape, space reclamation by tombstones, and the
-//! statistics that expose them.
+//! write stalls, level shape, space reclamation by tombstones, idle
+//! compaction, and the statistics that expose them.
 
 #![allow(
     clippy::unwrap_used,
@@ -19,6 +19,9 @@ fn opts(fs: &MemFs) -> Options {
         target_file_size_bytes: 32 << 10,
         max_bytes_for_level_base: 128 << 10,
         block_cache_bytes: 1 << 20,
+        // The shapes these tests assert must not change behind their backs
+        // in a slow moment; idle compaction's own tests turn it on.
+        idle_compaction_ms: 0,
         ..Options::default()
     }
 }
@@ -455,4 +458,137 @@ fn write_may_stall_reports_a_crowded_l0_until_compaction_drains_it() {
     }
     assert!(db.stats().levels[0].files < 3);
     assert_eq!(db.get("key007").unwrap(), Some(b"v2".to_vec()));
+}
+
+/// Options for idle compaction's tests: it starts 50 ms into a pause, and
+/// L0 is never compacted for its size, so only idle compaction empties it.
+fn idle_opts(fs: &MemFs) -> Options {
+    Options {
+        idle_compaction_ms: 50,
+        l0_compaction_trigger: 100,
+        l0_slowdown_trigger: 200,
+        l0_stop_trigger: 300,
+        ..opts(fs)
+    }
+}
+
+/// Polls `done` on the stats for up to 20 s.
+fn wait_for(db: &Db, what: &str, done: impl Fn(&cairn_engine::Stats) -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let s = db.stats();
+        if done(&s) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: {s:?}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn idle_compaction_folds_the_memtable_and_l0_into_l1_once_writes_pause() {
+    let fs = MemFs::new();
+    let db = Db::open("/db", idle_opts(&fs)).unwrap();
+    let empty_memtable = db.stats().memtable_bytes;
+    // Three overlapping L0 tables, a snapshot between them, and newer
+    // values still in the memtable.
+    let mut snap = None;
+    for round in 0..3u32 {
+        for i in 0..200u32 {
+            db.put(format!("key{i:04}"), format!("v{round}-{i}"))
+                .unwrap();
+        }
+        db.flush().unwrap();
+        if round == 1 {
+            snap = Some(db.snapshot());
+        }
+    }
+    let snap = snap.unwrap();
+    for i in 0..100u32 {
+        db.put(format!("key{i:04}"), format!("v3-{i}")).unwrap();
+    }
+    db.delete("key0150").unwrap();
+
+    wait_for(&db, "memtable and L0 folded into L1", |s| {
+        s.levels[0].files == 0 && s.memtable_bytes == empty_memtable && s.levels[1].files > 0
+    });
+    let folded = db.stats();
+    assert!(folded.idle_compactions >= 1, "{folded:?}");
+    assert_eq!(folded.immutable_memtables, 0);
+
+    for i in 0..200u32 {
+        let key = format!("key{i:04}");
+        let latest = match i {
+            0..100 => Some(format!("v3-{i}")),
+            150 => None,
+            _ => Some(format!("v2-{i}")),
+        };
+        assert_eq!(
+            db.get(&key).unwrap(),
+            latest.map(String::into_bytes),
+            "{key}"
+        );
+        let at_snapshot = format!("v1-{i}").into_bytes();
+        assert_eq!(db.get_at(&key, &snap).unwrap(), Some(at_snapshot), "{key}");
+    }
+
+    // Once per pause: with no new writes, nothing more is rewritten.
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let later = db.stats();
+    assert_eq!(
+        (later.flushes, later.compactions, later.idle_compactions),
+        (folded.flushes, folded.compactions, folded.idle_compactions),
+        "{later:?}"
+    );
+    drop(snap);
+    db.close().unwrap();
+
+    let db = Db::open("/db", idle_opts(&fs)).unwrap();
+    assert_eq!(db.get("key0007").unwrap(), Some(b"v3-7".to_vec()));
+    assert_eq!(db.get("key0150").unwrap(), None);
+}
+
+#[test]
+fn idle_compaction_leaves_a_large_database_alone_after_a_few_writes() {
+    // The rewrite would be far more than twice the bytes written since the
+    // last idle compaction (none, in this process), so it waits for more.
+    let fs = MemFs::new();
+    let db = Db::open(
+        "/db",
+        Options {
+            idle_compaction_ms: 0,
+            ..idle_opts(&fs)
+        },
+    )
+    .unwrap();
+    for round in 0..3u32 {
+        for i in 0..300u32 {
+            db.put(format!("key{i:04}"), format!("value-{round}-{i:032}"))
+                .unwrap();
+        }
+        db.flush().unwrap();
+    }
+    let l0 = db.stats().levels[0].files;
+    assert!(l0 >= 3, "{:?}", db.stats());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(db.stats().levels[0].files, l0, "idle compaction is off");
+    db.close().unwrap();
+
+    let db = Db::open("/db", idle_opts(&fs)).unwrap();
+    db.put("key0001", "new").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let s = db.stats();
+    assert_eq!((s.levels[0].files, s.idle_compactions), (l0, 0), "{s:?}");
+
+    // Enough new writes pay for it.
+    for i in 0..300u32 {
+        db.put(format!("key{i:04}"), format!("value-3-{i:032}"))
+            .unwrap();
+    }
+    db.flush().unwrap();
+    wait_for(&db, "L0 folded into L1", |s| s.levels[0].files == 0);
+    assert_eq!(
+        db.get("key0001").unwrap(),
+        Some(format!("value-3-{:032}", 1).into_bytes())
+    );
 }

@@ -24,6 +24,8 @@ fn opts(fs: &MemFs) -> Options {
         fs: Arc::new(fs.clone()),
         write_buffer_bytes: 1 << 20,
         block_size_bytes: 256,
+        // No table is rewritten behind a test's back before it damages it.
+        idle_compaction_ms: 0,
         ..Options::default()
     }
 }

@@ -25,6 +25,9 @@ fn opts(fs: &MemFs) -> Options {
         target_file_size_bytes: 32 << 10,
         max_bytes_for_level_base: 128 << 10,
         block_cache_bytes: 256 << 10,
+        // Faults must land on the operation each test aims at; the idle
+        // compaction test turns it on.
+        idle_compaction_ms: 0,
         ..Options::default()
     }
 }
@@ -310,6 +313,47 @@ fn wal_create_failure_at_memtable_switch_poisons_engine() {
     let e = l.write_until_error(5000);
     assert!(e.is_poisoned(), "{e}");
     assert_io(&e, "injected fault: Create");
+    l.assert_poisoned_for_good();
+    l.reopen_and_check(None);
+}
+
+#[test]
+fn wal_create_failure_at_an_idle_memtable_switch_poisons_engine() {
+    // Pins that idle compaction's memtable switch fails as a writer's
+    // does: the engine is poisoned for good and the WAL keeps every write.
+    let mut l = Loaded::new(12, 0);
+    l.db.close().unwrap();
+    l.db = Db::open(
+        DIR,
+        Options {
+            idle_compaction_ms: 20,
+            // No switch while writing: the first WAL created after the
+            // open is the idle switch's.
+            write_buffer_bytes: 4 << 20,
+            ..opts(&l.fs)
+        },
+    )
+    .unwrap();
+    l.fs.inject_fault(FaultOp::Create, Some(".log"), 0, 1);
+    let creates = l.fs.op_count(FaultOp::Create);
+    for _ in 0..100 {
+        let w = l.next_write();
+        // A pause in a slow moment may already have switched.
+        if w.apply(&l.db).is_err() {
+            l.unacked.push(w);
+            break;
+        }
+        w.apply_to(&mut l.model);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while l.fs.op_count(FaultOp::Create) == creates {
+        assert!(std::time::Instant::now() < deadline, "{:?}", l.db.stats());
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let e = l.write_until_error(1);
+    assert!(e.is_poisoned(), "{e}");
+    assert_io(&e, "injected fault: Create");
+    assert_eq!(l.db.stats().idle_compactions, 0, "nothing was compacted");
     l.assert_poisoned_for_good();
     l.reopen_and_check(None);
 }

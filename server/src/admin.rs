@@ -394,7 +394,7 @@ fn metrics(shared: &Shared) -> String {
             l.bytes
         );
     }
-    let engine: [(&str, &str, &str, u64); 9] = [
+    let engine: [(&str, &str, &str, u64); 10] = [
         (
             "cairn_engine_table_bytes",
             "gauge",
@@ -424,6 +424,12 @@ fn metrics(shared: &Shared) -> String {
             "counter",
             "Bytes written by compactions.",
             stats.compaction_bytes_written,
+        ),
+        (
+            "cairn_engine_idle_compactions_total",
+            "counter",
+            "Memtable and L0 folded into L1 after writes paused.",
+            stats.idle_compactions,
         ),
         (
             "cairn_engine_flushes_total",

@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use table_cache::{Reclaimer, TableCache};
 use write::WriteQueue;
 
@@ -86,7 +86,25 @@ struct BgState {
     manual: usize,
     /// Tables that a running compaction reads.
     busy: HashSet<u64>,
+    idle: IdleWatch,
 }
+
+/// What idle compaction (`DbInner::idle_job`) knows of the writes.
+#[derive(Default)]
+struct IdleWatch {
+    /// `user_bytes_written` when the background last looked, and since
+    /// when it has stayed there.
+    seen: u64,
+    since: Option<Instant>,
+    /// `user_bytes_written` when the last idle compaction began (or the
+    /// last pause found nothing to fold).
+    done_at: u64,
+}
+
+/// An idle compaction may rewrite at most this many bytes per byte
+/// written since the previous one: it adds at most this much to write
+/// amplification.
+const IDLE_REWRITE_PER_BYTE_WRITTEN: u64 = 2;
 
 pub(crate) struct DbInner {
     opts: Options,
@@ -533,7 +551,7 @@ impl DbInner {
                     }
                     bg = self
                         .bg_cv
-                        .wait_timeout(bg, Duration::from_millis(500))
+                        .wait_timeout(bg, self.background_poll())
                         .unwrap_or_else(|e| e.into_inner())
                         .0;
                     drop(bg);
@@ -543,9 +561,8 @@ impl DbInner {
             };
             let result = match &job {
                 Job::Flush => self.flush_oldest(),
-                // One thread each: the other background threads may be
-                // running compactions of their own.
-                Job::Compact(c) => self.run_compaction(c, 1),
+                Job::Compact(c, pieces) => self.run_compaction(c, *pieces),
+                Job::Switch => self.idle_switch(),
             };
             if let Err(e) = result {
                 self.poison(e);
@@ -554,7 +571,8 @@ impl DbInner {
                 let mut bg = lock(&self.bg);
                 match &job {
                     Job::Flush => bg.flush_running = false,
-                    Job::Compact(c) => {
+                    Job::Switch => {}
+                    Job::Compact(c, _) => {
                         bg.compactions_running -= 1;
                         for f in c.all_inputs() {
                             bg.busy.remove(&f.number);
@@ -584,7 +602,8 @@ impl DbInner {
         drop(free);
     }
 
-    /// Chooses work: flushes first (they unblock writers), then compactions.
+    /// Chooses work: flushes first (they unblock writers), then compactions,
+    /// then, once writes pause, idle compaction.
     fn next_job(&self, bg: &mut BgState) -> Option<Job> {
         if self.poisoned.load(Ordering::Acquire) {
             return None;
@@ -596,19 +615,121 @@ impl DbInner {
         if bg.manual > 0 {
             return None;
         }
-        let c = {
+        let picked = {
             let vs = lock(&self.versions);
             let version = vs.current();
             let oldest = lock(&self.snapshots).keys().next().copied();
             compaction::pick(&version, &self.opts, &bg.busy, oldest, |level| {
                 vs.compact_pointer(level).to_vec()
             })
-        }?;
+        };
+        match picked {
+            // One thread each: the other background threads may be running
+            // compactions of their own.
+            Some(c) => Some(Self::start_compaction(bg, c, 1)),
+            None => self.idle_job(bg),
+        }
+    }
+
+    fn start_compaction(bg: &mut BgState, c: Compaction, pieces: usize) -> Job {
         for f in c.all_inputs() {
             bg.busy.insert(f.number);
         }
         bg.compactions_running += 1;
-        Some(Job::Compact(Box::new(c)))
+        Job::Compact(Box::new(c), pieces)
+    }
+
+    /// How long a background thread sleeps when there is nothing to do: a
+    /// pause in the writes is noticed within an eighth of
+    /// `idle_compaction_ms`.
+    fn background_poll(&self) -> Duration {
+        let idle = self.opts.idle_compaction_ms;
+        let ms = if idle == 0 {
+            500
+        } else {
+            (idle / 8).clamp(10, 500)
+        };
+        Duration::from_millis(ms)
+    }
+
+    /// Idle compaction. Once no write has come for `idle_compaction_ms`
+    /// and nothing else runs: first the memtable is switched (`Job::Switch`;
+    /// the usual flush follows), then every L0 table is merged with the L1
+    /// tables it overlaps, split like a manual compaction, since the other
+    /// background threads have nothing to do. Reads then find the newest
+    /// data in a table with a bloom filter and fences, not in a skiplist,
+    /// and consult one table per level. Skipped, until more is written,
+    /// while the bytes to rewrite (memtable, L0 and L1, an upper bound)
+    /// are over `IDLE_REWRITE_PER_BYTE_WRITTEN` times those written since
+    /// the last idle compaction, so a pause after a few writes to a large
+    /// database rewrites nothing.
+    fn idle_job(&self, bg: &mut BgState) -> Option<Job> {
+        let after = Duration::from_millis(self.opts.idle_compaction_ms);
+        if after.is_zero() || self.opts.num_levels < 2 {
+            return None;
+        }
+        let written = self.counters.user_bytes_written.load(Ordering::Relaxed);
+        let now = Instant::now();
+        let idle = &mut bg.idle;
+        let since = match idle.since {
+            Some(t) if idle.seen == written => t,
+            _ => {
+                idle.seen = written;
+                idle.since = Some(now);
+                return None;
+            }
+        };
+        if written == idle.done_at
+            || now.duration_since(since) < after
+            || bg.flush_running
+            || bg.compactions_running > 0
+        {
+            return None;
+        }
+        let sv = self.super_version();
+        if !sv.imms.is_empty() {
+            return None;
+        }
+        let mem = if sv.mem.is_empty() {
+            0
+        } else {
+            sv.mem.approximate_bytes() as u64
+        };
+        let l0 = sv.version.files(0);
+        if mem == 0 && l0.is_empty() {
+            idle.done_at = written;
+            return None;
+        }
+        let rewrite = mem + l0.iter().map(|f| f.size).sum::<u64>() + sv.version.level_bytes(1);
+        let budget = written
+            .saturating_sub(idle.done_at)
+            .saturating_mul(IDLE_REWRITE_PER_BYTE_WRITTEN);
+        if rewrite > budget {
+            return None;
+        }
+        if mem > 0 {
+            return Some(Job::Switch);
+        }
+        let c = compaction::for_range(&sv.version, 0, None, None)?;
+        if c.all_inputs().any(|f| bg.busy.contains(&f.number)) {
+            return None;
+        }
+        idle.done_at = written;
+        Counters::add(&self.counters.idle_compactions, 1);
+        let pieces = self
+            .opts
+            .max_subcompactions
+            .clamp(1, job::SUBCOMPACTIONS_MAX);
+        Some(Self::start_compaction(bg, c, pieces))
+    }
+
+    /// Idle compaction's memtable switch, in write-queue order. A close
+    /// that began meanwhile is not a failure.
+    fn idle_switch(&self) -> Result<()> {
+        match self.enqueue_switch() {
+            Err(Error::Closed) => Ok(()),
+            r => r,
+        }
     }
 
     /// Writes the oldest immutable memtable to an L0 table.
@@ -849,7 +970,10 @@ impl DbInner {
 
 enum Job {
     Flush,
-    Compact(Box<Compaction>),
+    /// A compaction and the subcompactions it may split into.
+    Compact(Box<Compaction>, usize),
+    /// Idle compaction's memtable switch (`DbInner::idle_job`).
+    Switch,
 }
 
 /// An iterator that is only an error (a table that failed to open).

@@ -34,8 +34,12 @@ pub struct Stats {
     /// Compactions that moved a table down a level without rewriting it.
     pub trivial_moves: u64,
     /// Extra threads' worth of compaction: a compaction split into `n`
-    /// subcompactions adds `n - 1` (only manual compactions split).
+    /// subcompactions adds `n - 1` (manual and idle compactions split;
+    /// automatic ones run whole).
     pub subcompactions: u64,
+    /// Idle compactions begun: L0 merged into L1 after writes paused
+    /// (`Options::idle_compaction_ms`).
+    pub idle_compactions: u64,
     /// Writes that waited for a flush or compaction, and for how long.
     pub stall_count: u64,
     pub stall_micros: u64,
@@ -92,6 +96,7 @@ pub(crate) struct Counters {
     pub compactions: AtomicU64,
     pub trivial_moves: AtomicU64,
     pub subcompactions: AtomicU64,
+    pub idle_compactions: AtomicU64,
     pub stall_count: AtomicU64,
     pub stall_micros: AtomicU64,
     pub slowdown_count: AtomicU64,
@@ -116,6 +121,7 @@ impl Counters {
         s.compactions = get(&self.compactions);
         s.trivial_moves = get(&self.trivial_moves);
         s.subcompactions = get(&self.subcompactions);
+        s.idle_compactions = get(&self.idle_compactions);
         s.stall_count = get(&self.stall_count);
         s.stall_micros = get(&self.stall_micros);
         s.slowdown_count = get(&self.slowdown_count);

@@ -125,6 +125,8 @@ pub(crate) fn small_options(fs: &MemFs) -> Options {
         background_threads: 1,
         // Manual compactions split in three, so the model checks the pieces.
         max_subcompactions: 3,
+        // A timer would make runs unrepeatable; tests/compaction.rs covers it.
+        idle_compaction_ms: 0,
         max_manifest_bytes: 2048,
         ..Options::default()
     }
