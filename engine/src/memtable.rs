@@ -270,7 +270,7 @@ impl MemTable {
 
     /// The newest version of `user_key` with sequence number <= `seq`.
     pub(crate) fn get(&self, user_key: &[u8], seq: u64) -> Option<MemLookup> {
-        if !self.filter.may_contain(user_key) {
+        if self.holds_nothing() || !self.filter.may_contain(user_key) {
             return None;
         }
         let lookup = MemKey::lookup(user_key, seq);
@@ -296,6 +296,9 @@ impl MemTable {
     /// Largest sequence number covering `user_key` among this memtable's
     /// range tombstones that a reader at `read_seq` sees, or 0.
     pub(crate) fn max_covering_tombstone(&self, user_key: &[u8], read_seq: u64) -> u64 {
+        if self.holds_nothing() {
+            return 0;
+        }
         let dels = self.range_dels.lock().unwrap_or_else(|e| e.into_inner());
         dels.iter()
             .filter(|t| t.seq <= read_seq && t.covers(user_key))
@@ -313,6 +316,16 @@ impl MemTable {
     /// `approximate_bytes` plus the key filter.
     pub(crate) fn memory_bytes(&self) -> usize {
         self.approximate_bytes() + self.filter.memory_bytes()
+    }
+
+    /// True when nothing was ever added: a load of one counter, where a
+    /// probe of the key filter (a megabyte of bits for a 64 MiB memtable)
+    /// is a cache miss, which an empty memtable (after a flush or an idle
+    /// compaction) would charge every read. A reader that took its
+    /// sequence number before asking sees every add up to it: the writer
+    /// counts an add before publishing its sequence number.
+    pub(crate) fn holds_nothing(&self) -> bool {
+        self.approximate_bytes() == 0
     }
 
     pub(crate) fn is_empty(&self) -> bool {

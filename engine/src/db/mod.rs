@@ -456,7 +456,12 @@ impl DbInner {
         let fill_cache = !opts.skip_cache;
         let mut children: Vec<Box<dyn InternalIterator>> = Vec::new();
         let mut mem_tombstones = Vec::new();
+        // An empty memtable (read_seq was taken first, so it holds nothing
+        // this iterator may see) would only be one more child to merge.
         for m in std::iter::once(&sv.mem).chain(sv.imms.iter()) {
+            if m.holds_nothing() {
+                continue;
+            }
             children.push(Box::new(MemTableIterator::new(m.clone(), dir)));
             mem_tombstones.extend(m.range_tombstones());
         }
@@ -488,13 +493,16 @@ impl DbInner {
         .filter(|t| !t.is_empty())
         .collect();
         let pins: Vec<Box<dyn std::any::Any + Send + Sync>> = vec![Box::new(sv.clone())];
-        DbIterator::new(
-            Box::new(MergingIterator::new(children, dir)),
-            read_seq,
-            tombstones,
-            opts,
-            pins,
-        )
+        // One source (one level, nothing in memory, as after an idle
+        // compaction) needs no merge.
+        let source: Box<dyn InternalIterator> = if children.len() == 1
+            && let Some(only) = children.pop()
+        {
+            only
+        } else {
+            Box::new(MergingIterator::new(children, dir))
+        };
+        DbIterator::new(source, read_seq, tombstones, opts, pins)
     }
 
     fn stats(&self) -> Stats {
