@@ -592,3 +592,41 @@ fn idle_compaction_leaves_a_large_database_alone_after_a_few_writes() {
         Some(format!("value-3-{:032}", 1).into_bytes())
     );
 }
+
+#[test]
+fn l0_tables_that_share_no_key_move_down_without_a_rewrite() {
+    // A sequential load flushes L0 tables with disjoint key ranges; its L0
+    // compaction moves them all into L1, where one shared key makes it a
+    // merge.
+    for (shared_key, moved) in [(false, true), (true, false)] {
+        let fs = MemFs::new();
+        let db = Db::open(
+            "/db",
+            Options {
+                l0_compaction_trigger: 3,
+                ..opts(&fs)
+            },
+        )
+        .unwrap();
+        for table in 0..3u32 {
+            for i in 0..100u32 {
+                db.put(format!("key{:05}", table * 100 + i), "v").unwrap();
+            }
+            if shared_key && table == 2 {
+                db.put("key00000", "again").unwrap();
+            }
+            db.flush().unwrap();
+        }
+        db.wait_for_background().unwrap();
+        let s = db.stats();
+        assert_eq!(s.levels[0].files, 0, "{s:?}");
+        assert_eq!(s.levels[1].files == 3, moved, "{s:?}");
+        assert_eq!(s.trivial_moves == 1, moved, "{s:?}");
+        assert_eq!(s.compaction_bytes_written == 0, moved, "{s:?}");
+        let first = if shared_key { "again" } else { "v" };
+        assert_eq!(db.get("key00000").unwrap(), Some(first.as_bytes().to_vec()));
+        assert_eq!(db.get("key00299").unwrap(), Some(b"v".to_vec()));
+        let keys = db.iter(IterOptions::new()).count();
+        assert_eq!(keys, 300);
+    }
+}

@@ -49,13 +49,15 @@ impl Compaction {
     /// Nothing below to merge with: move the tables without rewriting them.
     /// Below L0 any number of tables (they do not overlap one another; a
     /// manual compaction takes every table of a level in its range, and
-    /// rewrote them all at every level on their way down); from L0, only
-    /// its one table.
+    /// rewrote them all at every level on their way down); from L0, all of
+    /// it, when no two of its tables share a user key (a sequential load
+    /// flushes tables like that).
     pub(crate) fn is_trivial_move(&self) -> bool {
         self.output_level > self.level
             && self.next_inputs.is_empty()
             && !self.inputs.is_empty()
-            && (self.level > 0 || (self.inputs.len() == 1 && self.version.files(0).len() == 1))
+            && (self.level > 0
+                || (self.inputs.len() == self.version.files(0).len() && disjoint(&self.inputs)))
     }
 
     /// Largest internal key among the inputs of `level` (the next
@@ -89,6 +91,15 @@ impl Compaction {
             version: version.clone(),
         }
     }
+}
+
+/// True when no two of `files` hold the same user key.
+fn disjoint(files: &[Arc<FileMeta>]) -> bool {
+    let mut sorted: Vec<&Arc<FileMeta>> = files.iter().collect();
+    sorted.sort_by(|a, b| a.smallest_user_key().cmp(b.smallest_user_key()));
+    sorted
+        .windows(2)
+        .all(|w| matches!(w, [a, b] if a.largest_user_key() < b.smallest_user_key()))
 }
 
 /// Target bytes of `level` (>= 1).
